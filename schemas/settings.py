@@ -1,0 +1,44 @@
+"""Runtime settings, read once from ``CRONPIPE_*`` environment variables.
+
+Every service takes its configuration from here so that `--help`, README and the
+code agree on one set of names and defaults.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+#: Where local state (Kafka jars and data, the private PostgreSQL cluster) lives
+#: when no external service is configured.
+DEFAULT_STATE_DIR = Path(__file__).resolve().parent.parent / ".cronpipe"
+DEFAULT_PG_PORT = 55432
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(f"CRONPIPE_{name}", default)
+
+
+@dataclass(frozen=True)
+class Settings:
+    kafka_bootstrap: str = field(default_factory=lambda: _env("KAFKA_BOOTSTRAP", "127.0.0.1:9092"))
+    #: Empty means "the local cluster started by `cronpipe up`".
+    database_url: str = field(default_factory=lambda: _env("DATABASE_URL", ""))
+    bind: str = field(default_factory=lambda: _env("BIND", "127.0.0.1"))
+    gateway_port: int = field(default_factory=lambda: int(_env("GATEWAY_PORT", "8000")))
+    api_port: int = field(default_factory=lambda: int(_env("API_PORT", "8001")))
+    state_dir: Path = field(default_factory=lambda: Path(_env("STATE_DIR", str(DEFAULT_STATE_DIR))))
+    pg_port: int = field(default_factory=lambda: int(_env("PG_PORT", str(DEFAULT_PG_PORT))))
+    #: Prefix for every topic name; tests use it to isolate themselves.
+    topic_prefix: str = field(default_factory=lambda: _env("TOPIC_PREFIX", ""))
+
+    def local_database_url(self) -> str:
+        return f"postgresql://cronpipe@127.0.0.1:{self.pg_port}/cronpipe"
+
+    def effective_database_url(self) -> str:
+        return self.database_url or self.local_database_url()
+
+
+def load() -> Settings:
+    return Settings()
