@@ -1,0 +1,270 @@
+"""`cronpipe` command line: one parser per subcommand, settings from CRONPIPE_* variables.
+
+Commands that create something print exactly one JSON object on stdout; progress and
+logs go to stderr. Errors exit 1 with one line naming the cause and the fix.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from schemas.settings import Settings
+
+log = logging.getLogger("cronpipe")
+
+ENV_HELP = """\
+settings (environment):
+  CRONPIPE_KAFKA_BOOTSTRAP   Kafka bootstrap servers (default 127.0.0.1:9092; the local broker when unset)
+  CRONPIPE_DATABASE_URL      PostgreSQL URL (default: the private local cluster on CRONPIPE_PG_PORT)
+  CRONPIPE_PG_PORT           port of the private local cluster (default 55432)
+  CRONPIPE_GATEWAY_PORT      HTTP ingest gateway port (default 8000)
+  CRONPIPE_API_PORT          read API port (default 8001)
+  CRONPIPE_BIND              address the HTTP servers bind (default 127.0.0.1)
+  CRONPIPE_STATE_DIR         local state: Kafka jars/data, PostgreSQL cluster, pids (default ./.cronpipe)
+  CRONPIPE_TOPIC_PREFIX      prefix for every topic name (default none)
+"""
+
+
+def _emit(obj: dict[str, Any]) -> None:
+    print(json.dumps(obj), flush=True)
+
+
+def _connect(settings: Settings):  # type: ignore[no-untyped-def]
+    import psycopg
+
+    return psycopg.connect(settings.effective_database_url(), autocommit=True)
+
+
+# -- commands -----------------------------------------------------------------------
+
+
+def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
+    from schemas.migrate import apply_migrations
+
+    applied = apply_migrations(settings.effective_database_url())
+    _emit({"applied": applied})
+    return 0
+
+
+def cmd_org_create(settings: Settings, args: argparse.Namespace) -> int:
+    from cronpipe.admin import create_org
+
+    with _connect(settings) as conn:
+        org = create_org(conn, args.slug, args.name)
+    _emit({"id": org.id, "slug": org.slug})
+    return 0
+
+
+def cmd_project_create(settings: Settings, args: argparse.Namespace) -> int:
+    from cronpipe.admin import create_project, dsn
+
+    with _connect(settings) as conn, conn.transaction():
+        p = create_project(conn, args.org, args.slug, args.id, args.name)
+    host = "127.0.0.1" if settings.bind in ("0.0.0.0", "::") else settings.bind
+    _emit({"id": p.id, "slug": p.slug, "org": p.org, "public_key": p.public_key,
+           "dsn": dsn(p.public_key, host, settings.gateway_port, p.id)})
+    return 0
+
+
+def cmd_token_create(settings: Settings, args: argparse.Namespace) -> int:
+    from cronpipe.admin import create_token
+
+    with _connect(settings) as conn:
+        token = create_token(conn, args.org)
+    _emit({"token": token, "org": args.org})
+    return 0
+
+
+def cmd_key_revoke(settings: Settings, args: argparse.Namespace) -> int:
+    from cronpipe.admin import revoke_key
+
+    with _connect(settings) as conn:
+        revoke_key(conn, args.public_key)
+    _emit({"public_key": args.public_key, "revoked": True})
+    return 0
+
+
+def cmd_services_start(settings: Settings, args: argparse.Namespace) -> int:
+    from cronpipe.local.stack import start_services
+
+    services = start_services(settings)
+    _emit({"kafka": services.kafka_bootstrap, "database_url": services.database_url})
+    return 0
+
+
+def cmd_services_stop(settings: Settings, args: argparse.Namespace) -> int:
+    from cronpipe.local.stack import stop_services
+
+    _emit({"stopped": stop_services(settings)})
+    return 0
+
+
+def cmd_topics(settings: Settings, args: argparse.Namespace) -> int:
+    from schemas.topics import Topics, ensure_topics
+
+    created = ensure_topics(settings.kafka_bootstrap, Topics(prefix=settings.topic_prefix).specs())
+    _emit({"created": created})
+    return 0
+
+
+def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
+    from consumers.worker import run_worker
+
+    return run_worker(settings, agents=args.agents.split(","), loglevel=args.loglevel)
+
+
+def cmd_gateway(settings: Settings, args: argparse.Namespace) -> int:
+    from ingest.gateway.server import serve
+
+    return serve(settings, workers=args.workers)
+
+
+def cmd_api(settings: Settings, args: argparse.Namespace) -> int:
+    from api.server import serve
+
+    return serve(settings, workers=args.workers)
+
+
+def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
+    from cronpipe.up import up
+
+    return up(settings, demo=not args.no_demo)
+
+
+def cmd_down(settings: Settings, args: argparse.Namespace) -> int:
+    from cronpipe.up import down
+
+    return down(settings, clean=args.clean)
+
+
+def cmd_loadgen(settings: Settings, args: argparse.Namespace) -> int:
+    from ingest.loadgen import run_loadgen
+
+    return run_loadgen(settings, args)
+
+
+def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
+    from cronpipe.bench import run_bench
+
+    return run_bench(settings, args)
+
+
+# -- parser -------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    fmt = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(prog="cronpipe", description="Cron-job check-in pipeline (Kafka + PostgreSQL).",
+                                     epilog=ENV_HELP, formatter_class=fmt)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def add(name: str, fn: Callable[[Settings, argparse.Namespace], int], help_: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_, description=help_, epilog=ENV_HELP, formatter_class=fmt)
+        p.set_defaults(func=fn)
+        return p
+
+    add("migrate", cmd_migrate, "apply pending SQL migrations (safe to run twice or concurrently)")
+    add("topics", cmd_topics, "create the Kafka topics of the contract that do not exist yet")
+
+    org = sub.add_parser("org", help="manage organizations").add_subparsers(dest="action", required=True)
+    p = org.add_parser("create", help="create an organization; prints {id, slug}")
+    p.add_argument("slug")
+    p.add_argument("--name", help="display name (default: the slug)")
+    p.set_defaults(func=cmd_org_create)
+
+    proj = sub.add_parser("project", help="manage projects").add_subparsers(dest="action", required=True)
+    p = proj.add_parser("create", help="create a project and its DSN key; prints {id, slug, org, public_key, dsn}")
+    p.add_argument("--org", required=True, help="organization slug")
+    p.add_argument("--slug", required=True, help="project slug")
+    p.add_argument("--id", type=int, help="choose the project id (default: next free)")
+    p.add_argument("--name", help="display name (default: the slug)")
+    p.set_defaults(func=cmd_project_create)
+
+    tok = sub.add_parser("token", help="manage read-API tokens").add_subparsers(dest="action", required=True)
+    p = tok.add_parser("create", help="create a read-only token for one organization; prints {token, org} once")
+    p.add_argument("--org", required=True, help="organization slug")
+    p.set_defaults(func=cmd_token_create)
+
+    key = sub.add_parser("key", help="manage DSN keys").add_subparsers(dest="action", required=True)
+    p = key.add_parser("revoke", help="deactivate a project's public key (the gateway stops accepting it)")
+    p.add_argument("public_key")
+    p.set_defaults(func=cmd_key_revoke)
+
+    svc = sub.add_parser("services", help="start/stop the local Kafka and PostgreSQL").add_subparsers(dest="action", required=True)
+    svc.add_parser("start", help="start local Kafka and PostgreSQL unless configured elsewhere").set_defaults(func=cmd_services_start)
+    svc.add_parser("stop", help="stop the local services this project started").set_defaults(func=cmd_services_stop)
+
+    p = add("worker", cmd_worker, "run the faust worker (check-in processor, clock, clock tasks)")
+    p.add_argument("--agents", default="all", help="comma-separated: checkins, clock, clock_tasks, or all (default all)")
+    p.add_argument("--loglevel", default="info", choices=["debug", "info", "warn", "error"], help="default info")
+
+    p = add("gateway", cmd_gateway, "run the Sentry-compatible HTTP ingest gateway on CRONPIPE_BIND:CRONPIPE_GATEWAY_PORT")
+    p.add_argument("--workers", type=int, default=1, help="HTTP worker processes (default 1)")
+    p = add("api", cmd_api, "run the read API on CRONPIPE_BIND:CRONPIPE_API_PORT")
+    p.add_argument("--workers", type=int, default=1, help="HTTP worker processes (default 1)")
+
+    p = add("up", cmd_up, "bring up the whole local stack, create a demo org/project/token and show check-ins flowing")
+    p.add_argument("--no-demo", action="store_true", help="start everything but send no demo check-ins")
+    p = add("down", cmd_down, "stop every process and service `cronpipe up` started")
+    p.add_argument("--clean", action="store_true", help="also delete local state (Kafka and PostgreSQL data)")
+
+    p = add("loadgen", cmd_loadgen, "synthetic check-in producers writing to ingest-monitors")
+    _add_loadgen_arguments(p)
+    p = add("bench", cmd_bench, "run a benchmark against the local stack and print its figures")
+    _add_bench_arguments(p)
+    return parser
+
+
+def _add_loadgen_arguments(p: argparse.ArgumentParser) -> None:
+    try:
+        from ingest.loadgen import add_arguments
+    except ImportError:
+        return
+    add_arguments(p)
+
+
+def _add_bench_arguments(p: argparse.ArgumentParser) -> None:
+    try:
+        from cronpipe.bench import add_arguments
+    except ImportError:
+        return
+    add_arguments(p)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from cronpipe.admin import AdminError
+    from cronpipe.local.procs import ServiceError
+    from schemas.topics import TopicError
+
+    try:
+        return int(args.func(Settings(), args) or 0)
+    except (AdminError, ServiceError, TopicError) as exc:
+        print(f"cronpipe: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # last resort: one line, not a stack trace (use -v for one)
+        if args.verbose:
+            raise
+        import psycopg
+
+        if isinstance(exc, psycopg.OperationalError):
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            print(f"cronpipe: error: database unreachable: {first}; check CRONPIPE_DATABASE_URL "
+                  "or run `cronpipe services start`", file=sys.stderr)
+            return 1
+        print(f"cronpipe: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
