@@ -23,7 +23,8 @@ from schemas.migrate import apply_migrations
 from schemas.settings import Settings
 from schemas.topics import Topics, ensure_topics
 
-TEMPLATE_DB = "cronpipe_test_template"
+# One template per test session: concurrent sessions (several developers, one machine) never collide.
+TEMPLATE_DB = f"cronpipe_tmpl_{os.getpid()}_{uuid.uuid4().hex[:6]}"
 
 
 @dataclass(frozen=True)
@@ -78,14 +79,15 @@ def infra() -> Iterator[Infra]:
 
 
 @pytest.fixture(scope="session")
-def template_database(infra: Infra) -> str:
+def template_database(infra: Infra) -> Iterator[str]:
     """A migrated database that every test database is cloned from."""
     with psycopg.connect(infra.admin_database_url, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {TEMPLATE_DB} WITH (FORCE)")
         conn.execute(f"CREATE DATABASE {TEMPLATE_DB}")
     url = _with_dbname(infra.admin_database_url, TEMPLATE_DB)
     apply_migrations(url)
-    return url
+    yield url
+    with psycopg.connect(infra.admin_database_url, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {TEMPLATE_DB} WITH (FORCE)")
 
 
 @pytest.fixture
