@@ -1,0 +1,36 @@
+"""`cronpipe bench NAME`: rerunnable benchmarks against the local stack.
+
+Each benchmark is a module here exposing ``add_arguments(parser)`` and
+``run(settings, args) -> int``; it prints its figures as JSON on stdout (and a
+human-readable summary on stderr) so results can be pasted into BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+
+from schemas.settings import Settings
+
+BENCHMARKS = {
+    "pipeline": "end-to-end check-in throughput and produce→commit latency (issue: check-in processing)",
+    "clock": "tick dispatch and MISSED/TIMEOUT marking for many monitors",
+    "gateway": "HTTP ingest throughput and latency vs a do-nothing endpoint",
+    "api": "read API stats/list latency vs computing from the check-ins table",
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="bench", metavar="NAME", required=True)
+    for name, help_ in BENCHMARKS.items():
+        p = sub.add_parser(name, help=help_, description=help_)
+        try:
+            module = importlib.import_module(f"cronpipe.bench.{name}")
+        except ImportError:
+            continue
+        module.add_arguments(p)
+
+
+def run_bench(settings: Settings, args: argparse.Namespace) -> int:
+    module = importlib.import_module(f"cronpipe.bench.{args.bench}")
+    return int(module.run(settings, args))
