@@ -1,0 +1,79 @@
+"""The read API application: routes, error shapes, metrics, and a PostgreSQL pool per process."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from psycopg_pool import AsyncConnectionPool
+from starlette.types import Receive, Scope, Send
+
+from api.errors import install_error_handlers
+from api.metrics import MetricsMiddleware, metrics_endpoint
+from api.resolve import organization_monitor, project_monitor
+from api.responses import JsonResponse
+from api.routes import ORG_PREFIX, PROJECT_PREFIX, monitor_routes, organization_routes, project_routes
+
+DESCRIPTION = "Read-only monitor API with Sentry's paths and field names. Bearer token of one organization."
+# Plans chosen per execution: the optional-filter idiom (`x IS NULL OR col = x`) makes a
+# generic plan a poor fit for most parameter combinations.
+CONNECTION_OPTIONS = "-c plan_cache_mode=force_custom_plan -c TimeZone=UTC -c default_transaction_read_only=on"
+
+
+async def _configure(conn: Any) -> None:
+    await conn.set_autocommit(True)
+
+
+def create_pool(database_url: str, max_size: int = 8) -> AsyncConnectionPool[Any]:
+    return AsyncConnectionPool(database_url, min_size=1, max_size=max_size, open=False, configure=_configure,
+                               kwargs={"options": CONNECTION_OPTIONS}, timeout=10.0)
+
+
+def create_app(database_url: str, pool_size: int = 8) -> FastAPI:
+    pool = create_pool(database_url, pool_size)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await pool.open()
+        try:
+            yield
+        finally:
+            await pool.close()
+
+    app = FastAPI(title="cronpipe read API", version="0", description=DESCRIPTION, lifespan=lifespan,
+                  default_response_class=JsonResponse)
+    app.state.pool = pool
+    install_error_handlers(app)
+    app.include_router(organization_routes(), prefix=ORG_PREFIX, tags=["organizations"])
+    app.include_router(monitor_routes(organization_monitor), prefix=f"{ORG_PREFIX}/monitors/{{monitor_id_or_slug}}",
+                       tags=["monitors"])
+    app.include_router(project_routes(), prefix=PROJECT_PREFIX, tags=["projects"])
+    app.include_router(monitor_routes(project_monitor), prefix=f"{PROJECT_PREFIX}/monitors/{{monitor_id_or_slug}}",
+                       tags=["project monitors"])
+    app.add_api_route("/healthz", healthz, methods=["GET"], include_in_schema=False)
+    app.add_route("/metrics", metrics_endpoint, include_in_schema=False)
+    app.add_middleware(MetricsMiddleware)
+    app.add_middleware(RejectNulBytes)
+    return app
+
+
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+class RejectNulBytes:
+    """PostgreSQL text cannot hold NUL: answer 400 before such a path or query reaches SQL."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        query = scope.get("query_string", b"") if scope["type"] == "http" else b""
+        if scope["type"] == "http" and ("\x00" in scope["path"] or b"%00" in query or b"\x00" in query):
+            response = JsonResponse({"detail": "NUL bytes are not allowed in the path or query", "parameter": None},
+                                    status_code=400)
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)

@@ -1,0 +1,147 @@
+"""One resolution layer for every read route: path segments to rows, or a 404 naming which.
+
+Organization by id or slug (only the token's own), project by id or slug within it,
+monitor by guid or slug within the organization (or within the project on project
+routes), environment by name, check-in by guid or ``latest``. A foreign object is looked
+up with the same single query as a missing one, scoped by the caller's organization, so
+the answer and the work done are the same for both.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import Depends, Path, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials
+from psycopg import AsyncConnection
+
+from api import store
+from api.auth import authenticate, bearer_scheme
+from api.errors import NotFound
+from api.store import CheckInRow, EnvironmentRow, MonitorRow, OrgRow, ProjectRow
+
+LATEST = "latest"
+_MAX_ID_DIGITS = 18  # fits a bigint; longer digit strings can only be slugs
+
+
+@dataclass(frozen=True)
+class MonitorScope:
+    """A monitor the caller may read, and the project it was looked up under (if any)."""
+
+    organization: OrgRow
+    project: ProjectRow | None
+    monitor: MonitorRow
+
+
+def as_number(key: str) -> int | None:
+    """The id a path segment names, if it is one (ASCII digits that fit a bigint)."""
+    return int(key) if key.isascii() and key.isdigit() and len(key) <= _MAX_ID_DIGITS else None
+
+
+def as_guid(key: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(key)
+    except ValueError:
+        return None
+
+
+async def find_organization(conn: AsyncConnection[Any], token_org_id: int, key: str) -> OrgRow:
+    row = await store.fetch_one(conn, OrgRow, store.ORGANIZATION,
+                                {"token_org_id": token_org_id, "number": as_number(key), "key": key})
+    if row is None:
+        raise NotFound("Organization not found")
+    return row
+
+
+async def find_project(conn: AsyncConnection[Any], organization: OrgRow, key: str) -> ProjectRow:
+    row = await store.fetch_one(conn, ProjectRow, store.PROJECT,
+                                {"organization_id": organization.id, "number": as_number(key), "key": key})
+    if row is None:
+        raise NotFound("Project not found")
+    return row
+
+
+async def find_monitor(conn: AsyncConnection[Any], organization: OrgRow, project: ProjectRow | None,
+                       key: str) -> MonitorRow:
+    params = {"organization_id": organization.id, "project_id": project.id if project else None,
+              "guid": as_guid(key), "key": key}
+    row = await store.fetch_one(conn, MonitorRow, store.MONITOR, params)
+    if row is None:
+        raise NotFound("Monitor not found")
+    return row
+
+
+async def find_environment(conn: AsyncConnection[Any], monitor: MonitorRow, name: str) -> EnvironmentRow:
+    rows = await store.fetch_all(conn, EnvironmentRow, store.ENVIRONMENTS,
+                                 {"monitor_ids": [monitor.id], "environments": [name]})
+    if not rows:
+        raise NotFound("Environment not found")
+    return rows[0]
+
+
+async def find_checkin(conn: AsyncConnection[Any], monitor: MonitorRow, key: str,
+                       environment: str | None) -> CheckInRow:
+    """A check-in by guid, or the newest one (of ``environment`` when given) for ``latest``."""
+    if key == LATEST:
+        environment_id = (await find_environment(conn, monitor, environment)).id if environment else None
+        row = await store.fetch_one(conn, CheckInRow, store.CHECKIN_LATEST,
+                                    {"monitor_id": monitor.id, "environment_id": environment_id})
+    else:
+        guid = as_guid(key)
+        row = None if guid is None else await store.fetch_one(
+            conn, CheckInRow, store.CHECKIN_BY_GUID, {"monitor_id": monitor.id, "guid": guid})
+    if row is None:
+        raise NotFound("Check-in not found")
+    return row
+
+
+# --- FastAPI dependencies ---------------------------------------------------------------
+
+
+async def connection(request: Request) -> AsyncIterator[AsyncConnection[Any]]:
+    async with request.app.state.pool.connection() as conn:
+        yield conn
+
+
+Conn = Annotated[AsyncConnection[Any], Depends(connection)]
+
+
+async def caller_organization_id(
+    conn: Conn, credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer_scheme)]
+) -> int:
+    return await authenticate(conn, credentials)
+
+
+async def organization(
+    conn: Conn,
+    token_org_id: Annotated[int, Depends(caller_organization_id)],
+    organization_id_or_slug: Annotated[str, Path(description="Organization id or slug")],
+) -> OrgRow:
+    return await find_organization(conn, token_org_id, organization_id_or_slug)
+
+
+Organization = Annotated[OrgRow, Depends(organization)]
+
+
+async def project(
+    conn: Conn, org: Organization,
+    project_id_or_slug: Annotated[str, Path(description="Project id or slug")],
+) -> ProjectRow:
+    return await find_project(conn, org, project_id_or_slug)
+
+
+async def organization_monitor(
+    conn: Conn, org: Organization,
+    monitor_id_or_slug: Annotated[str, Path(description="Monitor guid or slug")],
+) -> MonitorScope:
+    return MonitorScope(org, None, await find_monitor(conn, org, None, monitor_id_or_slug))
+
+
+async def project_monitor(
+    conn: Conn, org: Organization, proj: Annotated[ProjectRow, Depends(project)],
+    monitor_id_or_slug: Annotated[str, Path(description="Monitor guid or slug")],
+) -> MonitorScope:
+    return MonitorScope(org, proj, await find_monitor(conn, org, proj, monitor_id_or_slug))

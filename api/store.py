@@ -1,0 +1,290 @@
+"""The read API's only SQL: named queries, rows into frozen dataclasses.
+
+Every query is scoped by organization (and monitor) ids that the resolution layer has
+already checked against the caller's token; nothing here decides who may see what.
+Optional filters use the ``%(x)s::type IS NULL OR col = %(x)s`` idiom so one statement
+serves every combination. Connections are autocommit and read-only by construction
+(only SELECTs live here).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TypeVar
+
+from psycopg import AsyncConnection
+from psycopg.rows import class_row
+
+# --- rows -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OrgRow:
+    id: int
+    slug: str
+
+
+@dataclass(frozen=True)
+class ProjectRow:
+    id: int
+    slug: str
+
+
+@dataclass(frozen=True)
+class MonitorRow:
+    id: int
+    guid: uuid.UUID
+    organization_id: int
+    project_id: int
+    project_slug: str
+    slug: str
+    name: str
+    status: int
+    config: dict[str, Any]
+    date_created: datetime
+
+
+@dataclass(frozen=True)
+class EnvironmentRow:
+    id: int
+    monitor_id: int
+    environment: str
+    status: int
+    is_muted: bool
+    last_checkin: datetime | None
+    next_checkin: datetime | None
+    next_checkin_latest: datetime | None
+    date_created: datetime
+    incident_guid: uuid.UUID | None
+    incident_start: datetime | None
+
+
+@dataclass(frozen=True)
+class CheckInRow:
+    id: int
+    guid: uuid.UUID
+    environment: str
+    status: int
+    duration_ms: int | None
+    date_added: datetime
+    date_updated: datetime
+    expected_time: datetime | None
+    monitor_config: dict[str, Any] | None
+    has_attachment: bool
+
+
+@dataclass(frozen=True)
+class AttachmentRow:
+    filename: str
+    content_type: str
+    data: bytes
+
+
+@dataclass(frozen=True)
+class StatsRow:
+    ts: int
+    ok: int
+    error: int
+    missed: int
+    timeout: int
+    unknown: int
+    duration_sum: int
+    duration_count: int
+
+
+@dataclass(frozen=True)
+class ProcessingErrorRow:
+    guid: uuid.UUID
+    project_id: int | None
+    monitor_guid: uuid.UUID | None
+    type: int
+    reason: str
+    checkin: dict[str, Any] | None
+    date_added: datetime
+
+
+# --- queries ----------------------------------------------------------------------------
+
+TOKEN_ORGANIZATION = "SELECT organization_id FROM api_tokens WHERE token_hash = %(token_hash)s"
+
+# The token's organization, if the path names it (by id or slug).
+ORGANIZATION = """
+SELECT o.id, o.slug FROM organizations o
+WHERE o.id = %(token_org_id)s::bigint
+  AND (o.id = %(number)s::bigint OR o.slug = %(key)s::text)
+"""
+
+PROJECT = """
+SELECT p.id, p.slug FROM projects p
+WHERE p.organization_id = %(organization_id)s::bigint
+  AND (p.id = %(number)s::bigint OR p.slug = %(key)s::text)
+ORDER BY p.id LIMIT 1
+"""
+
+_MONITOR_COLUMNS = """
+m.id, m.guid, m.organization_id, m.project_id, p.slug AS project_slug, m.slug, m.name,
+m.status, m.config, m.date_created
+"""
+
+# Slugs are unique per project, not per organization: under an organization route the
+# oldest monitor with that slug wins, so the answer never changes as monitors are added.
+MONITOR = f"""
+SELECT {_MONITOR_COLUMNS}
+FROM monitors m JOIN projects p ON p.id = m.project_id
+WHERE m.organization_id = %(organization_id)s::bigint
+  AND (%(project_id)s::bigint IS NULL OR m.project_id = %(project_id)s::bigint)
+  AND (m.guid = %(guid)s::uuid OR m.slug = %(key)s::text)
+ORDER BY m.id LIMIT 1
+"""
+
+MONITOR_LIST = f"""
+SELECT {_MONITOR_COLUMNS}
+FROM monitors m JOIN projects p ON p.id = m.project_id
+WHERE m.organization_id = %(organization_id)s::bigint
+  AND (%(project_keys)s::text[] IS NULL
+       OR p.slug = ANY(%(project_keys)s::text[]) OR p.id = ANY(%(project_numbers)s::bigint[]))
+  AND (%(environments)s::text[] IS NULL OR EXISTS (
+        SELECT 1 FROM monitor_environments me
+        WHERE me.monitor_id = m.id AND me.environment = ANY(%(environments)s::text[])))
+  AND (%(status)s::smallint IS NULL
+       OR (%(status)s::smallint = %(disabled)s::smallint AND m.status = %(disabled)s::smallint)
+       OR (%(status)s::smallint <> %(disabled)s::smallint AND m.status <> %(disabled)s::smallint
+           AND EXISTS (
+             SELECT 1 FROM monitor_environments me
+             WHERE me.monitor_id = m.id AND me.status = %(status)s::smallint
+               AND (%(environments)s::text[] IS NULL OR me.environment = ANY(%(environments)s::text[])))))
+ORDER BY m.name, m.id
+LIMIT %(limit)s::bigint OFFSET %(offset)s::bigint
+"""
+
+ENVIRONMENTS = """
+SELECT me.id, me.monitor_id, me.environment, me.status, me.is_muted, me.last_checkin,
+       me.next_checkin, me.next_checkin_latest, me.date_created,
+       i.guid AS incident_guid, i.starting_timestamp AS incident_start
+FROM monitor_environments me
+LEFT JOIN incidents i ON i.monitor_environment_id = me.id AND i.resolving_timestamp IS NULL
+WHERE me.monitor_id = ANY(%(monitor_ids)s::bigint[])
+  AND (%(environments)s::text[] IS NULL OR me.environment = ANY(%(environments)s::text[]))
+ORDER BY me.monitor_id, me.environment
+"""
+
+_CHECKIN_COLUMNS = """
+c.id, c.guid, me.environment, c.status, c.duration_ms, c.date_added, c.date_updated,
+c.expected_time, c.monitor_config,
+EXISTS (SELECT 1 FROM checkin_attachments a WHERE a.checkin_guid = c.guid) AS has_attachment
+"""
+
+_CHECKIN_FILTERS = """
+c.monitor_id = %(monitor_id)s::bigint
+AND (%(environments)s::text[] IS NULL OR me.environment = ANY(%(environments)s::text[]))
+AND (%(since)s::timestamptz IS NULL OR c.date_added >= %(since)s::timestamptz)
+AND (%(until)s::timestamptz IS NULL OR c.date_added <= %(until)s::timestamptz)
+"""
+
+# Keyset pagination on (date_added, id): stable while new check-ins arrive.
+CHECKINS_OLDER = f"""
+SELECT {_CHECKIN_COLUMNS}
+FROM checkins c JOIN monitor_environments me ON me.id = c.monitor_environment_id
+WHERE {_CHECKIN_FILTERS}
+  AND (%(key_date)s::timestamptz IS NULL OR (c.date_added, c.id) < (%(key_date)s::timestamptz, %(key_id)s::bigint))
+ORDER BY c.date_added DESC, c.id DESC
+LIMIT %(limit)s::bigint
+"""
+
+CHECKINS_NEWER = f"""
+SELECT {_CHECKIN_COLUMNS}
+FROM checkins c JOIN monitor_environments me ON me.id = c.monitor_environment_id
+WHERE {_CHECKIN_FILTERS}
+  AND (c.date_added, c.id) > (%(key_date)s::timestamptz, %(key_id)s::bigint)
+ORDER BY c.date_added ASC, c.id ASC
+LIMIT %(limit)s::bigint
+"""
+
+CHECKIN_BY_GUID = f"""
+SELECT {_CHECKIN_COLUMNS}
+FROM checkins c JOIN monitor_environments me ON me.id = c.monitor_environment_id
+WHERE c.monitor_id = %(monitor_id)s::bigint AND c.guid = %(guid)s::uuid
+"""
+
+CHECKIN_LATEST = f"""
+SELECT {_CHECKIN_COLUMNS}
+FROM checkins c JOIN monitor_environments me ON me.id = c.monitor_environment_id
+WHERE c.monitor_id = %(monitor_id)s::bigint
+  AND (%(environment_id)s::bigint IS NULL OR c.monitor_environment_id = %(environment_id)s::bigint)
+ORDER BY c.date_added DESC, c.id DESC
+LIMIT 1
+"""
+
+ATTACHMENT = """
+SELECT filename, content_type, data FROM checkin_attachments
+WHERE checkin_guid = %(guid)s::uuid AND monitor_id = %(monitor_id)s::bigint
+"""
+
+# Stats from the materialized rollups: ``source`` is the stored resolution (3600 or
+# 86400) and ``resolution`` a multiple of it, so buckets are sums of whole rows.
+STATS_FROM_ROLLUPS = """
+SELECT (floor(extract(epoch FROM r.bucket) / %(resolution)s::bigint) * %(resolution)s::bigint)::bigint AS ts,
+       sum(r.ok)::bigint AS ok, sum(r.error)::bigint AS error, sum(r.missed)::bigint AS missed,
+       sum(r.timeout)::bigint AS timeout, sum(r.unknown)::bigint AS unknown,
+       sum(r.duration_sum_ms)::bigint AS duration_sum, sum(r.duration_count)::bigint AS duration_count
+FROM checkin_rollups r
+WHERE r.monitor_environment_id IN (
+        SELECT me.id FROM monitor_environments me
+        WHERE me.monitor_id = %(monitor_id)s::bigint
+          AND (%(environments)s::text[] IS NULL OR me.environment = ANY(%(environments)s::text[])))
+  AND r.resolution = %(source)s::integer
+  AND r.bucket >= %(start)s::timestamptz AND r.bucket < %(end)s::timestamptz
+GROUP BY 1
+"""
+
+# The same figures computed from the check-ins, with the rollups' counting rules:
+# IN_PROGRESS is never counted; a duration counts when a finished check-in has one.
+STATS_FROM_CHECKINS = """
+SELECT (floor(extract(epoch FROM c.date_added) / %(resolution)s::bigint) * %(resolution)s::bigint)::bigint AS ts,
+       count(*) FILTER (WHERE c.status = 1) AS ok, count(*) FILTER (WHERE c.status = 2) AS error,
+       count(*) FILTER (WHERE c.status = 4) AS missed, count(*) FILTER (WHERE c.status = 5) AS timeout,
+       count(*) FILTER (WHERE c.status = 0) AS unknown,
+       coalesce(sum(c.duration_ms), 0)::bigint AS duration_sum, count(c.duration_ms) AS duration_count
+FROM checkins c JOIN monitor_environments me ON me.id = c.monitor_environment_id
+WHERE c.monitor_id = %(monitor_id)s::bigint
+  AND (%(environments)s::text[] IS NULL OR me.environment = ANY(%(environments)s::text[]))
+  AND c.status <> 3
+  AND c.date_added >= %(start)s::timestamptz AND c.date_added < %(end)s::timestamptz
+GROUP BY 1
+"""
+
+PROCESSING_ERRORS = """
+SELECT pe.guid, pe.project_id, m.guid AS monitor_guid, pe.type, pe.reason, pe.checkin, pe.date_added
+FROM processing_errors pe LEFT JOIN monitors m ON m.id = pe.monitor_id
+WHERE (pe.organization_id = %(organization_id)s::bigint
+       OR pe.project_id IN (SELECT id FROM projects WHERE organization_id = %(organization_id)s::bigint))
+  AND (%(project_id)s::bigint IS NULL OR pe.project_id = %(project_id)s::bigint)
+  AND (%(monitor_id)s::bigint IS NULL OR pe.monitor_id = %(monitor_id)s::bigint)
+  AND pe.expires_at > now()
+ORDER BY pe.date_added DESC, pe.id DESC
+LIMIT %(limit)s::bigint OFFSET %(offset)s::bigint
+"""
+
+# --- execution --------------------------------------------------------------------------
+
+_R = TypeVar("_R")
+
+
+async def fetch_all(conn: AsyncConnection[Any], row: type[_R], query: str, params: dict[str, Any]) -> list[_R]:
+    async with conn.cursor(row_factory=class_row(row)) as cur:
+        await cur.execute(query, params)
+        return await cur.fetchall()
+
+
+async def fetch_one(conn: AsyncConnection[Any], row: type[_R], query: str, params: dict[str, Any]) -> _R | None:
+    async with conn.cursor(row_factory=class_row(row)) as cur:
+        await cur.execute(query, params)
+        return await cur.fetchone()
+
+
+async def token_organization(conn: AsyncConnection[Any], token_hash: bytes) -> int | None:
+    cur = await conn.execute(TOKEN_ORGANIZATION, {"token_hash": token_hash})
+    found = await cur.fetchone()
+    return None if found is None else int(found[0])

@@ -1,0 +1,122 @@
+"""Read API response models: Sentry's field names (camelCase), times in ISO 8601 UTC.
+
+These are wire models only. The API builds them from its own database rows; nothing here
+knows SQL. Field names follow Sentry's monitor serializers so that scripts written against
+Sentry's API read cronpipe unchanged.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+from pydantic.alias_generators import to_camel
+
+
+class ApiModel(BaseModel):
+    """Python names in code, camelCase on the wire."""
+
+    model_config = ConfigDict(frozen=True, alias_generator=to_camel, populate_by_name=True)
+
+
+class ProjectRef(ApiModel):
+    id: str
+    slug: str
+
+
+class MonitorConfigOut(BaseModel):
+    """The stored config form (snake_case keys, as Sentry shows a monitor's config)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    schedule_type: str | None = None
+    schedule: str | list[Any] | None = None
+    checkin_margin: int | None = None
+    max_runtime: int | None = None
+    timezone: str | None = None
+    failure_issue_threshold: int | None = None
+    recovery_threshold: int | None = None
+
+
+class Incident(ApiModel):
+    id: str
+    starting_timestamp: datetime
+    resolving_timestamp: datetime | None = None
+
+
+class MonitorEnvironment(ApiModel):
+    name: str
+    status: str
+    is_muted: bool
+    last_check_in: datetime | None
+    next_check_in: datetime | None
+    next_check_in_latest: datetime | None
+    date_created: datetime
+    active_incident: Incident | None
+
+
+class Monitor(ApiModel):
+    id: str
+    slug: str
+    name: str
+    status: str
+    config: MonitorConfigOut
+    date_created: datetime
+    project: ProjectRef
+    environments: list[MonitorEnvironment]
+
+
+class CheckIn(ApiModel):
+    id: str
+    environment: str
+    status: str
+    duration: int | None
+    date_created: datetime
+    date_added: datetime
+    date_updated: datetime
+    expected_time: datetime | None
+    monitor_config: dict[str, Any] | None
+    has_attachment: bool
+
+
+class EnvironmentDetails(MonitorEnvironment):
+    """One environment of a monitor, with its most recent check-ins (newest first)."""
+
+    recent_check_ins: list[CheckIn]
+
+
+class StatsBucket(BaseModel):
+    """One stats bucket; ``ts`` is the bucket start (unix seconds), ``duration`` the mean in ms."""
+
+    model_config = ConfigDict(frozen=True)
+
+    ts: int
+    ok: int
+    error: int
+    missed: int
+    timeout: int
+    unknown: int
+    duration: float
+
+
+class ProcessingErrorDetail(ApiModel):
+    type: int
+    name: str
+    reason: str
+
+
+class ProcessingError(ApiModel):
+    id: str
+    project_id: str | None
+    monitor_id: str | None
+    checkin: dict[str, Any] | None
+    errors: list[ProcessingErrorDetail]
+    date_added: datetime
+
+
+class ErrorBody(BaseModel):
+    """Every error response: ``detail`` says what went wrong; ``parameter`` names a bad one."""
+
+    detail: str
+    parameter: str | None = None
