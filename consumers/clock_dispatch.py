@@ -1,0 +1,129 @@
+"""Tick dispatch: one ``monitors-clock-tick`` message → the tasks it makes due.
+
+For tick T: monitor environments with ``next_checkin_latest <= T`` → ``mark_missing``;
+IN_PROGRESS check-ins with ``timeout_at <= T`` → ``mark_timeout``; disabled monitors and
+environments get none. Both sweeps use their partial indexes in keyset order and stop at
+a bound; a bounded sweep saves its cursor and the next tick continues after it (so tasks
+still in flight are not sent twice), a complete sweep resets it.
+
+Idempotence: the tasks are produced (and flushed) first, then the cursors and the tick's
+offset commit in one transaction. A crash in between redelivers the tick and re-sends
+the same tasks, which is harmless because each task re-checks its condition under a row
+lock; a tick whose offset is stored is skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Final, Protocol
+
+import psycopg
+
+from consumers import clock_store
+from schemas.clock import MarkMissing, MarkTimeout, encode_clock_task, task_key
+
+__all__ = ["DispatchResult", "KafkaTaskSink", "TaskSendError", "TaskSink", "dispatch_tick", "plan_tasks"]
+
+log = logging.getLogger("cronpipe.clock.dispatch")
+
+UTC = timezone.utc
+#: Tasks per kind and tick before the sweep continues on the next tick.
+DEFAULT_LIMIT: Final = 200_000
+MISSING: Final = "missing"
+TIMEOUT: Final = "timeout"
+
+Task = MarkMissing | MarkTimeout
+
+
+class TaskSendError(RuntimeError):
+    """Tasks could not be confirmed delivered; the tick is not committed and comes back."""
+
+
+class TaskSink(Protocol):
+    def send_tasks(self, tasks: Sequence[Task]) -> None:
+        """Deliver every task (keyed by environment); raise :class:`TaskSendError` otherwise."""
+
+
+class KafkaTaskSink:
+    """Produces tasks to ``monitors-clock-tasks`` with confluent-kafka, keyed by environment."""
+
+    def __init__(self, bootstrap: str, topic: str, timeout_s: float = 30.0) -> None:
+        from confluent_kafka import Producer
+
+        self._topic = topic
+        self._timeout_s = timeout_s
+        self._producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True,
+                                   "linger.ms": 5, "queue.buffering.max.messages": 1_000_000})
+
+    def send_tasks(self, tasks: Sequence[Task]) -> None:
+        errors: list[str] = []
+
+        def on_delivery(err: Any, _msg: Any) -> None:
+            if err is not None:
+                errors.append(str(err))
+
+        for task in tasks:
+            self._produce(task, on_delivery)
+        if self._producer.flush(self._timeout_s) or errors:
+            raise TaskSendError(f"tasks not delivered to {self._topic}: {errors[:3] or 'flush timed out'}")
+
+    def _produce(self, task: Task, on_delivery: Any) -> None:
+        while True:
+            try:
+                self._producer.produce(self._topic, key=task_key(task), value=encode_clock_task(task),
+                                       on_delivery=on_delivery)
+                return
+            except BufferError:  # local queue full: let deliveries drain, then retry
+                self._producer.poll(0.1)
+
+    def close(self) -> None:
+        self._producer.flush(self._timeout_s)
+
+
+@dataclass(frozen=True)
+class DispatchResult:
+    missing: int
+    timeouts: int
+    bounded: bool
+
+
+def plan_tasks(tick_ts: int, environments: Sequence[tuple[int, datetime]],
+               timeouts: Sequence[clock_store.DueTimeout]) -> list[Task]:
+    """The tasks of one tick: missing first, then timeouts, each in deadline order."""
+    tasks: list[Task] = [MarkMissing(ts=tick_ts, monitor_environment_id=env_id) for env_id, _ in environments]
+    tasks.extend(MarkTimeout(ts=tick_ts, monitor_environment_id=t.env_id, checkin_id=t.checkin_id)
+                 for t in timeouts)
+    return tasks
+
+
+def _next_cursor(rows: Sequence[tuple[datetime, int]], limit: int) -> clock_store.Cursor:
+    """Continue after the last row when the sweep hit its bound; else start over."""
+    return rows[-1] if len(rows) >= limit else None
+
+
+def dispatch_tick(conn: psycopg.Connection[Any], sink: TaskSink, tick: datetime, *, group: str,
+                  topic: str, partition: int, offset: int, limit: int = DEFAULT_LIMIT) -> DispatchResult | None:
+    """Dispatch tick ``tick`` read at (``topic``, ``partition``, ``offset``).
+
+    Returns None when the offset was already committed (a redelivery). ``conn`` must not
+    be inside another transaction. Raises TaskSendError or psycopg errors (nothing
+    committed; the tick is retried).
+    """
+    with conn.transaction():
+        if clock_store.load_offsets(conn, group, topic, [partition]).get(partition, 0) > offset:
+            return None
+        envs = clock_store.due_environments(conn, tick, clock_store.load_cursor(conn, group, MISSING), limit)
+        timeouts = clock_store.due_timeouts(conn, tick, clock_store.load_cursor(conn, group, TIMEOUT), limit)
+    sink.send_tasks(plan_tasks(int(tick.timestamp()), envs, timeouts))
+    with conn.transaction():
+        clock_store.save_cursor(conn, group, MISSING, _next_cursor([(ts, i) for i, ts in envs], limit))
+        clock_store.save_cursor(conn, group, TIMEOUT,
+                                _next_cursor([(t.timeout_at, t.checkin_id) for t in timeouts], limit))
+        clock_store.store_offsets(conn, group, topic, {partition: offset + 1})
+    bounded = len(envs) >= limit or len(timeouts) >= limit
+    if bounded:
+        log.info("tick %s bounded at %d tasks per kind; continuing on the next tick", tick, limit)
+    return DispatchResult(missing=len(envs), timeouts=len(timeouts), bounded=bounded)

@@ -1,0 +1,356 @@
+"""PostgreSQL for the clock, its dispatch and its tasks: named queries, set-based writes.
+
+Every function runs in the caller's connection; the callers own the transactions. Rows
+come back as frozen dataclasses. Row locks are always taken in id order (environments,
+then check-ins) so the clock tasks and the check-in processor cannot deadlock on order
+alone; a deadlock that PostgreSQL still detects is a transient error the caller retries.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import psycopg
+
+from consumers.incidents import IncidentState
+from schemas.enums import CheckInStatus, MonitorStatus
+
+Conn = psycopg.Connection[Any]
+
+# --------------------------------------------------------------------------- clock
+
+UPSERT_POSITIONS = """
+INSERT INTO partition_clocks (topic, partition, ts)
+SELECT %(topic)s::text, p, ts FROM unnest(%(partitions)s::integer[], %(ts)s::timestamptz[]) AS u (p, ts)
+ON CONFLICT (topic, partition) DO UPDATE SET ts = GREATEST(partition_clocks.ts, EXCLUDED.ts)
+"""
+
+LOAD_POSITIONS = "SELECT partition, ts FROM partition_clocks WHERE topic = %(topic)s::text"
+
+LOAD_LAST_TICK = "SELECT last_tick FROM clock_state WHERE name = %(name)s::text"
+
+# The compare-and-set of the clock: only the caller that read ``old`` moves it.
+CAS_LAST_TICK = """
+UPDATE clock_state SET last_tick = %(new)s::timestamptz
+ WHERE name = %(name)s::text AND last_tick = %(old)s::timestamptz
+"""
+
+INIT_LAST_TICK = """
+INSERT INTO clock_state (name, last_tick) VALUES (%(name)s::text, %(new)s::timestamptz)
+ON CONFLICT (name) DO NOTHING
+"""
+
+ADD_PENDING_TICKS = """
+INSERT INTO clock_pending_ticks (name, ts, claimed_at)
+SELECT %(name)s::text, ts, clock_timestamp() FROM unnest(%(ticks)s::timestamptz[]) AS u (ts)
+ON CONFLICT (name, ts) DO NOTHING
+"""
+
+# Wall time is right here: the lease measures how long a producer has been silent,
+# not where the message-time clock is.
+RECLAIM_PENDING_TICKS = """
+UPDATE clock_pending_ticks SET claimed_at = clock_timestamp()
+ WHERE name = %(name)s::text AND claimed_at < clock_timestamp() - %(lease)s::interval
+RETURNING ts
+"""
+
+DELETE_PENDING_TICKS = """
+DELETE FROM clock_pending_ticks WHERE name = %(name)s::text AND ts = ANY(%(ticks)s::timestamptz[])
+"""
+
+
+def record_positions(conn: Conn, topic: str, positions: Mapping[int, datetime]) -> None:
+    """Move partitions' positions forward (never back); for the processor's batch transaction."""
+    if positions:
+        parts = sorted(positions)
+        conn.execute(UPSERT_POSITIONS, {"topic": topic, "partitions": parts, "ts": [positions[p] for p in parts]})
+
+
+def load_positions(conn: Conn, topic: str) -> dict[int, datetime]:
+    return {int(p): ts for p, ts in conn.execute(LOAD_POSITIONS, {"topic": topic})}
+
+
+def load_last_tick(conn: Conn, name: str) -> datetime | None:
+    row = conn.execute(LOAD_LAST_TICK, {"name": name}).fetchone()
+    return None if row is None else row[0]
+
+
+def compare_and_set_last_tick(conn: Conn, name: str, old: datetime | None, new: datetime) -> bool:
+    """Move ``last_tick`` from ``old`` (None: no row yet) to ``new``; True when this call did."""
+    query = INIT_LAST_TICK if old is None else CAS_LAST_TICK
+    return conn.execute(query, {"name": name, "old": old, "new": new}).rowcount == 1
+
+
+def add_pending_ticks(conn: Conn, name: str, ticks: Sequence[datetime]) -> None:
+    conn.execute(ADD_PENDING_TICKS, {"name": name, "ticks": list(ticks)})
+
+
+def reclaim_pending_ticks(conn: Conn, name: str, lease: timedelta) -> list[datetime]:
+    return sorted(row[0] for row in conn.execute(RECLAIM_PENDING_TICKS, {"name": name, "lease": lease}))
+
+
+def delete_pending_ticks(conn: Conn, name: str, ticks: Sequence[datetime]) -> None:
+    conn.execute(DELETE_PENDING_TICKS, {"name": name, "ticks": list(ticks)})
+
+
+# --------------------------------------------------------------------------- offsets
+
+LOAD_OFFSETS = """
+SELECT partition, next_offset FROM consumer_offsets
+ WHERE consumer_group = %(group)s::text AND topic = %(topic)s::text AND partition = ANY(%(partitions)s::integer[])
+ ORDER BY partition
+   FOR UPDATE
+"""
+
+STORE_OFFSETS = """
+INSERT INTO consumer_offsets (consumer_group, topic, partition, next_offset)
+SELECT %(group)s::text, %(topic)s::text, p, o FROM unnest(%(partitions)s::integer[], %(offsets)s::bigint[]) AS u (p, o)
+ON CONFLICT (consumer_group, topic, partition)
+DO UPDATE SET next_offset = GREATEST(consumer_offsets.next_offset, EXCLUDED.next_offset)
+"""
+
+
+def load_offsets(conn: Conn, group: str, topic: str, partitions: Iterable[int]) -> dict[int, int]:
+    """Stored next offsets of ``partitions``, locked until the transaction ends (a zombie
+    consumer of the same partition waits, then sees the offsets and skips)."""
+    params = {"group": group, "topic": topic, "partitions": sorted(set(partitions))}
+    return {int(p): int(o) for p, o in conn.execute(LOAD_OFFSETS, params)}
+
+
+def store_offsets(conn: Conn, group: str, topic: str, next_offsets: Mapping[int, int]) -> None:
+    if next_offsets:
+        parts = sorted(next_offsets)
+        conn.execute(STORE_OFFSETS, {"group": group, "topic": topic, "partitions": parts,
+                                     "offsets": [next_offsets[p] for p in parts]})
+
+
+# --------------------------------------------------------------------------- dispatch
+
+_NOT_DISABLED = f"m.status <> {int(MonitorStatus.DISABLED)} AND me.status <> {int(MonitorStatus.DISABLED)}"
+
+DUE_ENVIRONMENTS = f"""
+SELECT me.id, me.next_checkin_latest
+  FROM monitor_environments me JOIN monitors m ON m.id = me.monitor_id
+ WHERE me.next_checkin_latest <= %(tick)s::timestamptz
+   AND (me.next_checkin_latest, me.id) > (%(after_ts)s::timestamptz, %(after_id)s::bigint)
+   AND {_NOT_DISABLED}
+ ORDER BY me.next_checkin_latest, me.id
+ LIMIT %(limit)s
+"""
+
+DUE_TIMEOUTS = f"""
+SELECT c.id, c.monitor_environment_id, c.timeout_at
+  FROM checkins c
+  JOIN monitor_environments me ON me.id = c.monitor_environment_id
+  JOIN monitors m ON m.id = me.monitor_id
+ WHERE c.status = {int(CheckInStatus.IN_PROGRESS)} AND c.timeout_at <= %(tick)s::timestamptz
+   AND (c.timeout_at, c.id) > (%(after_ts)s::timestamptz, %(after_id)s::bigint)
+   AND {_NOT_DISABLED}
+ ORDER BY c.timeout_at, c.id
+ LIMIT %(limit)s
+"""
+
+LOAD_CURSOR = """
+SELECT after_ts, after_id FROM clock_dispatch_cursors WHERE consumer_group = %(group)s::text AND kind = %(kind)s::text
+"""
+
+SAVE_CURSOR = """
+INSERT INTO clock_dispatch_cursors (consumer_group, kind, after_ts, after_id)
+VALUES (%(group)s::text, %(kind)s::text, %(after_ts)s::timestamptz, %(after_id)s::bigint)
+ON CONFLICT (consumer_group, kind) DO UPDATE SET after_ts = EXCLUDED.after_ts, after_id = EXCLUDED.after_id
+"""
+
+#: Before any real row in keyset order.
+_START = (datetime.fromisoformat("0001-01-02T00:00:00+00:00"), 0)
+
+
+@dataclass(frozen=True)
+class DueTimeout:
+    checkin_id: int
+    env_id: int
+    timeout_at: datetime
+
+
+Cursor = tuple[datetime, int] | None
+
+
+def load_cursor(conn: Conn, group: str, kind: str) -> Cursor:
+    row = conn.execute(LOAD_CURSOR, {"group": group, "kind": kind}).fetchone()
+    return None if row is None or row[0] is None else (row[0], int(row[1]))
+
+
+def save_cursor(conn: Conn, group: str, kind: str, cursor: Cursor) -> None:
+    after_ts, after_id = cursor if cursor is not None else (None, None)
+    conn.execute(SAVE_CURSOR, {"group": group, "kind": kind, "after_ts": after_ts, "after_id": after_id})
+
+
+def due_environments(conn: Conn, tick: datetime, after: Cursor, limit: int) -> list[tuple[int, datetime]]:
+    """(env id, next_checkin_latest) due by ``tick`` after the keyset cursor, oldest first."""
+    after_ts, after_id = after or _START
+    params = {"tick": tick, "after_ts": after_ts, "after_id": after_id, "limit": limit}
+    return [(int(i), ts) for i, ts in conn.execute(DUE_ENVIRONMENTS, params)]
+
+
+def due_timeouts(conn: Conn, tick: datetime, after: Cursor, limit: int) -> list[DueTimeout]:
+    """IN_PROGRESS check-ins whose ``timeout_at`` is due by ``tick``, after the cursor."""
+    after_ts, after_id = after or _START
+    params = {"tick": tick, "after_ts": after_ts, "after_id": after_id, "limit": limit}
+    return [DueTimeout(int(c), int(e), ts) for c, e, ts in conn.execute(DUE_TIMEOUTS, params)]
+
+
+# --------------------------------------------------------------------------- tasks
+
+LOAD_TASK_ENVIRONMENTS = f"""
+SELECT me.id, me.monitor_id, m.project_id, (m.status = {int(MonitorStatus.DISABLED)}
+           OR me.status = {int(MonitorStatus.DISABLED)}) AS disabled,
+       me.status, m.config::text, me.next_checkin, me.next_checkin_latest,
+       me.failure_run, me.failure_run_start_id, me.failure_run_start_at, me.ok_run,
+       EXISTS (SELECT 1 FROM incidents i
+                WHERE i.monitor_environment_id = me.id AND i.resolving_timestamp IS NULL)
+  FROM monitor_environments me JOIN monitors m ON m.id = me.monitor_id
+ WHERE me.id = ANY(%(ids)s::bigint[])
+ ORDER BY me.id
+   FOR UPDATE OF me
+"""
+
+# "A newer finished check-in" is Sentry's: a job-reported OK or ERROR started later.
+LOAD_TIMEOUT_CHECKINS = f"""
+SELECT c.id, c.monitor_environment_id, c.status, c.date_added, c.timeout_at,
+       EXISTS (SELECT 1 FROM checkins n
+                WHERE n.monitor_environment_id = c.monitor_environment_id
+                  AND n.date_added > c.date_added
+                  AND n.status IN ({int(CheckInStatus.OK)}, {int(CheckInStatus.ERROR)})) AS has_newer
+  FROM checkins c
+ WHERE c.id = ANY(%(ids)s::bigint[])
+ ORDER BY c.id
+   FOR UPDATE OF c
+"""
+
+ALLOCATE_CHECKIN_IDS = "SELECT nextval('checkins_id_seq') FROM generate_series(1, %(n)s)"
+
+COPY_MISSED = """
+COPY checkins (id, guid, project_id, monitor_id, monitor_environment_id, status, date_added,
+               date_updated, date_clock, expected_time, monitor_config)
+FROM STDIN
+"""
+
+UPDATE_DEADLINES = """
+UPDATE monitor_environments AS me
+   SET next_checkin = u.next_checkin, next_checkin_latest = u.next_checkin_latest
+  FROM unnest(%(ids)s::bigint[], %(next)s::timestamptz[], %(latest)s::timestamptz[])
+       AS u (id, next_checkin, next_checkin_latest)
+ WHERE me.id = u.id
+"""
+
+MARK_TIMEOUTS = f"""
+UPDATE checkins AS c SET status = {int(CheckInStatus.TIMEOUT)}, date_updated = u.ts
+  FROM unnest(%(ids)s::bigint[], %(ts)s::timestamptz[]) AS u (id, ts)
+ WHERE c.id = u.id AND c.status = {int(CheckInStatus.IN_PROGRESS)}
+"""
+
+ADD_ROLLUPS = """
+INSERT INTO checkin_rollups AS r (monitor_environment_id, resolution, bucket, missed, timeout)
+SELECT * FROM unnest(%(env_ids)s::bigint[], %(resolutions)s::integer[], %(buckets)s::timestamptz[],
+                     %(missed)s::integer[], %(timeout)s::integer[])
+ON CONFLICT (monitor_environment_id, resolution, bucket)
+DO UPDATE SET missed = r.missed + EXCLUDED.missed, timeout = r.timeout + EXCLUDED.timeout
+"""
+
+
+@dataclass(frozen=True)
+class TaskEnvironment:
+    id: int
+    monitor_id: int
+    project_id: int
+    disabled: bool
+    status: MonitorStatus
+    config_json: str
+    next_checkin: datetime | None
+    next_checkin_latest: datetime | None
+    incident: IncidentState
+
+
+@dataclass(frozen=True)
+class TimeoutCheckIn:
+    id: int
+    env_id: int
+    status: CheckInStatus
+    date_added: datetime
+    timeout_at: datetime | None
+    has_newer_result: bool
+
+
+@dataclass(frozen=True)
+class MissedCheckIn:
+    id: int
+    guid: uuid.UUID
+    project_id: int
+    monitor_id: int
+    env_id: int
+    expected_time: datetime
+    clock: datetime
+    config_json: str
+
+
+def load_task_environments(conn: Conn, env_ids: Iterable[int]) -> dict[int, TaskEnvironment]:
+    """The environments the tasks name, locked (in id order) until the transaction ends."""
+    rows = conn.execute(LOAD_TASK_ENVIRONMENTS, {"ids": sorted(set(env_ids))})
+    return {r[0]: TaskEnvironment(id=r[0], monitor_id=r[1], project_id=r[2], disabled=r[3],
+                                  status=MonitorStatus(r[4]), config_json=r[5], next_checkin=r[6],
+                                  next_checkin_latest=r[7],
+                                  incident=IncidentState(r[8], r[9], r[10], r[11], r[12]))
+            for r in rows}
+
+
+def load_timeout_checkins(conn: Conn, checkin_ids: Iterable[int]) -> dict[int, TimeoutCheckIn]:
+    rows = conn.execute(LOAD_TIMEOUT_CHECKINS, {"ids": sorted(set(checkin_ids))})
+    return {r[0]: TimeoutCheckIn(id=r[0], env_id=r[1], status=CheckInStatus(r[2]), date_added=r[3],
+                                 timeout_at=r[4], has_newer_result=r[5])
+            for r in rows}
+
+
+def allocate_checkin_ids(conn: Conn, count: int) -> list[int]:
+    if count <= 0:
+        return []
+    return [int(r[0]) for r in conn.execute(ALLOCATE_CHECKIN_IDS, {"n": count})]
+
+
+def insert_missed(conn: Conn, missed: Sequence[MissedCheckIn]) -> None:
+    """COPY the MISSED check-ins (date_added = expected_time = the slot)."""
+    if not missed:
+        return
+    status = int(CheckInStatus.MISSED)
+    with conn.cursor().copy(COPY_MISSED) as copy:
+        for m in missed:
+            copy.write_row((m.id, m.guid, m.project_id, m.monitor_id, m.env_id, status, m.expected_time,
+                            m.clock, m.clock, m.expected_time, m.config_json))
+
+
+def update_deadlines(conn: Conn, deadlines: Mapping[int, tuple[datetime | None, datetime | None]]) -> None:
+    if deadlines:
+        ids = sorted(deadlines)
+        conn.execute(UPDATE_DEADLINES, {"ids": ids, "next": [deadlines[i][0] for i in ids],
+                                        "latest": [deadlines[i][1] for i in ids]})
+
+
+def mark_timeouts(conn: Conn, timeouts: Mapping[int, datetime]) -> int:
+    """IN_PROGRESS → TIMEOUT for ``{checkin_id: ts}``; conditional on the status."""
+    if not timeouts:
+        return 0
+    ids = sorted(timeouts)
+    return conn.execute(MARK_TIMEOUTS, {"ids": ids, "ts": [timeouts[i] for i in ids]}).rowcount
+
+
+def add_rollups(conn: Conn, counts: Mapping[tuple[int, int, datetime], tuple[int, int]]) -> None:
+    """Add ``(missed, timeout)`` to each (env, resolution, bucket) rollup row, in key order."""
+    if not counts:
+        return
+    keys = sorted(counts)
+    conn.execute(ADD_ROLLUPS, {
+        "env_ids": [k[0] for k in keys], "resolutions": [k[1] for k in keys], "buckets": [k[2] for k in keys],
+        "missed": [counts[k][0] for k in keys], "timeout": [counts[k][1] for k in keys],
+    })

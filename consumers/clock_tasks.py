@@ -1,0 +1,286 @@
+"""Clock tasks: ``mark_missing`` and ``mark_timeout``, applied idempotently in batches.
+
+A batch of tasks is one PostgreSQL transaction: the environments and check-ins it names
+are locked (id order), each task re-checks its condition against the locked rows, then
+the MISSED check-ins (COPY), the TIMEOUT transitions, the new deadlines, the rollups, the
+incidents and the consumed offsets are written together. A redelivered task is skipped by
+its stored offset, and would change nothing anyway: its condition no longer holds.
+
+* ``mark_missing(ts, env)``: only if ``next_checkin_latest <= ts``. One MISSED check-in
+  per missed expected time: the slot in ``next_checkin`` and every later slot whose own
+  deadline (slot + margin) is ``<= ts``; ``date_added = expected_time`` = the slot. The
+  deadline moves to the first slot not yet missed. At most ``MAX_MISSED_PER_TASK`` slots
+  per task; the rest stays due and the next tick continues.
+* ``mark_timeout(ts, env, checkin)``: only if the check-in is IN_PROGRESS with
+  ``timeout_at <= ts``. It becomes TIMEOUT; the environment fails (incidents) unless a
+  newer OK/ERROR check-in exists (an overlapping later run finished).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any, Final
+
+import psycopg
+
+from consumers import clock_store, incident_store
+from consumers.clock_store import MissedCheckIn, TaskEnvironment, TimeoutCheckIn
+from consumers.incidents import IncidentState, apply_result
+from schemas.clock import MarkMissing, MarkTimeout
+from schemas.enums import CheckInStatus, MonitorStatus
+from schemas.monitor_config import ConfigError, MonitorConfig, config_from_json
+from schemas.schedule import ScheduleError, expected_times, next_expected
+
+__all__ = [
+    "DueMissed",
+    "TaskBatch",
+    "TaskWrites",
+    "TimedOut",
+    "apply_task_batch",
+    "decide",
+    "missed_slots",
+    "plan_writes",
+]
+
+log = logging.getLogger("cronpipe.clock.tasks")
+
+UTC = timezone.utc
+MAX_MISSED_PER_TASK: Final = 1440
+ROLLUP_RESOLUTIONS: Final = (3600, 86400)
+
+Task = MarkMissing | MarkTimeout
+
+
+@dataclass(frozen=True)
+class TaskMessage:
+    """A decoded task and where it was read."""
+
+    partition: int
+    offset: int
+    task: Task
+
+
+# --------------------------------------------------------------------------- decisions (pure)
+
+
+@dataclass(frozen=True)
+class MissedPlan:
+    slots: list[datetime]
+    next_checkin: datetime
+    next_checkin_latest: datetime
+
+
+@functools.lru_cache(maxsize=4096)
+def _config(config_json: str) -> MonitorConfig:
+    """Parsed monitor config; cached because most monitors share a handful of configs."""
+    import orjson
+
+    return config_from_json(orjson.loads(config_json))
+
+
+def missed_slots(config: MonitorConfig, next_checkin: datetime | None, next_checkin_latest: datetime | None,
+                 ts: datetime, limit: int = MAX_MISSED_PER_TASK) -> MissedPlan | None:
+    """The slots missed by tick ``ts`` and the deadline after them; None when not due.
+
+    Raises ScheduleError when the schedule has no next fire time.
+    """
+    if next_checkin_latest is None or next_checkin_latest > ts:
+        return None
+    margin = timedelta(minutes=config.effective_checkin_margin)
+    first = next_checkin if next_checkin is not None else next_checkin_latest - margin
+    later = expected_times(config.schedule, config.timezone, first, ts - margin, max(0, limit - 1))
+    slots = [first, *later]
+    upcoming = next_expected(config.schedule, config.timezone, slots[-1])
+    return MissedPlan(slots, upcoming, upcoming + margin)
+
+
+@dataclass(frozen=True)
+class DueMissed:
+    """One MISSED check-in to write."""
+
+    env_id: int
+    expected_time: datetime
+    tick: datetime
+
+
+@dataclass(frozen=True)
+class TimedOut:
+    """One IN_PROGRESS check-in that times out at ``tick``."""
+
+    checkin_id: int
+    env_id: int
+    date_added: datetime
+    tick: datetime
+    fails_environment: bool
+
+
+Decision = DueMissed | TimedOut
+Deadlines = dict[int, tuple[datetime | None, datetime | None]]
+
+
+@dataclass
+class _Env:
+    """Mutable view of an environment while a batch is decided."""
+
+    row: TaskEnvironment
+    next_checkin: datetime | None
+    next_checkin_latest: datetime | None
+
+
+def _decide_missing(task: MarkMissing, env: _Env, tick: datetime, out: list[Decision],
+                    deadlines: Deadlines) -> None:
+    try:
+        plan = missed_slots(_config(env.row.config_json), env.next_checkin, env.next_checkin_latest, tick)
+    except (ConfigError, ScheduleError, ValueError) as exc:
+        # One broken monitor must not stop the stream: stop its deadline and say why.
+        log.warning("environment %d: cannot compute missed slots (%s); deadline cleared", env.row.id, exc)
+        env.next_checkin = env.next_checkin_latest = None
+        deadlines[env.row.id] = (None, None)
+        return
+    if plan is None:
+        return
+    out.extend(DueMissed(env.row.id, slot, tick) for slot in plan.slots)
+    env.next_checkin, env.next_checkin_latest = plan.next_checkin, plan.next_checkin_latest
+    deadlines[env.row.id] = (plan.next_checkin, plan.next_checkin_latest)
+
+
+def _decide_timeout(task: MarkTimeout, checkin: TimeoutCheckIn | None, tick: datetime,
+                    done: set[int], out: list[Decision]) -> None:
+    if checkin is None or checkin.id in done or checkin.env_id != task.monitor_environment_id:
+        return
+    if checkin.status != CheckInStatus.IN_PROGRESS or checkin.timeout_at is None or checkin.timeout_at > tick:
+        return
+    done.add(checkin.id)
+    out.append(TimedOut(checkin.id, checkin.env_id, checkin.date_added, tick, not checkin.has_newer_result))
+
+
+def decide(tasks: Sequence[Task], envs: dict[int, TaskEnvironment],
+           checkins: dict[int, TimeoutCheckIn]) -> tuple[list[Decision], Deadlines]:
+    """What a batch of tasks does, in task order, given the locked rows they name."""
+    views = {env_id: _Env(row, row.next_checkin, row.next_checkin_latest) for env_id, row in envs.items()}
+    out: list[Decision] = []
+    deadlines: Deadlines = {}
+    timed_out: set[int] = set()
+    for task in tasks:
+        env = views.get(task.monitor_environment_id)
+        if env is None or env.row.disabled:
+            continue
+        tick = datetime.fromtimestamp(task.ts, UTC)
+        if isinstance(task, MarkMissing):
+            _decide_missing(task, env, tick, out, deadlines)
+        else:
+            _decide_timeout(task, checkins.get(task.checkin_id), tick, timed_out, out)
+    return out, deadlines
+
+
+@dataclass
+class TaskWrites:
+    missed: list[MissedCheckIn] = field(default_factory=list)
+    timeouts: dict[int, datetime] = field(default_factory=dict)
+    rollups: dict[tuple[int, int, datetime], tuple[int, int]] = field(default_factory=dict)
+    states: dict[int, tuple[IncidentState, MonitorStatus]] = field(default_factory=dict)
+    opened: list[tuple[int, int, int | None, datetime]] = field(default_factory=list)
+
+
+def bucket_start(ts: datetime, resolution: int) -> datetime:
+    seconds = int(ts.timestamp())
+    return datetime.fromtimestamp(seconds - seconds % resolution, UTC)
+
+
+def _count(writes: TaskWrites, env_id: int, date_added: datetime, missed: int, timeout: int) -> None:
+    for resolution in ROLLUP_RESOLUTIONS:
+        key = (env_id, resolution, bucket_start(date_added, resolution))
+        old_missed, old_timeout = writes.rollups.get(key, (0, 0))
+        writes.rollups[key] = (old_missed + missed, old_timeout + timeout)
+
+
+def plan_writes(decisions: Sequence[Decision], envs: dict[int, TaskEnvironment],
+                checkin_ids: Iterator[int], new_guid: Callable[[], uuid.UUID] = uuid.uuid4) -> TaskWrites:
+    """Turn decisions into rows: MISSED check-ins (with pre-allocated ids), TIMEOUT
+    transitions, rollup increments and incident changes, applied in decision order."""
+    writes = TaskWrites()
+    states = {env_id: env.incident for env_id, env in envs.items()}
+    for decision in decisions:
+        env = envs[decision.env_id]
+        if isinstance(decision, DueMissed):
+            checkin_id, status, ts = next(checkin_ids), CheckInStatus.MISSED, decision.expected_time
+            writes.missed.append(MissedCheckIn(checkin_id, new_guid(), env.project_id, env.monitor_id, env.id,
+                                               ts, decision.tick, env.config_json))
+            _count(writes, env.id, ts, 1, 0)
+        else:
+            checkin_id, status, ts = decision.checkin_id, CheckInStatus.TIMEOUT, decision.date_added
+            writes.timeouts[checkin_id] = decision.tick
+            _count(writes, env.id, ts, 0, 1)
+            if not decision.fails_environment:
+                continue
+        _apply_incident(writes, states, env, status, checkin_id, ts)
+    return writes
+
+
+def _apply_incident(writes: TaskWrites, states: dict[int, IncidentState], env: TaskEnvironment,
+                    status: CheckInStatus, checkin_id: int, ts: datetime) -> None:
+    config = _config(env.config_json)
+    change = apply_result(states[env.id], status, checkin_id, ts,
+                          config.failure_issue_threshold or 1, config.recovery_threshold or 1)
+    states[env.id] = change.state
+    writes.states[env.id] = (change.state, change.env_status)
+    if change.open_incident_from is not None:
+        writes.opened.append((env.monitor_id, env.id, *change.open_incident_from))
+
+
+# --------------------------------------------------------------------------- the transaction
+
+
+@dataclass(frozen=True)
+class TaskBatch:
+    """What one applied batch did (for logs, tests and the benchmark)."""
+
+    skipped: int
+    missed: int
+    timeouts: int
+    incidents_opened: int
+
+
+def apply_task_batch(conn: psycopg.Connection[Any], messages: Sequence[TaskMessage], *, group: str,
+                     topic: str) -> TaskBatch:
+    """Apply ``messages`` (in partition order) in one transaction with their offsets.
+
+    ``conn`` must not be inside another transaction. Raises psycopg errors (nothing
+    committed: the caller retries the same batch).
+    """
+    with conn.transaction():
+        stored = clock_store.load_offsets(conn, group, topic, {m.partition for m in messages})
+        fresh = [m for m in messages if m.offset >= stored.get(m.partition, 0)]
+        tasks = [m.task for m in fresh]
+        envs = clock_store.load_task_environments(conn, {t.monitor_environment_id for t in tasks})
+        checkins = clock_store.load_timeout_checkins(
+            conn, {t.checkin_id for t in tasks if isinstance(t, MarkTimeout)})
+        decisions, deadlines = decide(tasks, envs, checkins)
+        ids = clock_store.allocate_checkin_ids(conn, sum(isinstance(d, DueMissed) for d in decisions))
+        writes = plan_writes(decisions, envs, iter(ids))
+        _write(conn, writes, deadlines)
+        clock_store.store_offsets(conn, group, topic, _next_offsets(messages))
+    return TaskBatch(skipped=len(messages) - len(fresh), missed=len(writes.missed),
+                     timeouts=len(writes.timeouts), incidents_opened=len(writes.opened))
+
+
+def _write(conn: psycopg.Connection[Any], writes: TaskWrites, deadlines: Deadlines) -> None:
+    clock_store.insert_missed(conn, writes.missed)
+    clock_store.mark_timeouts(conn, writes.timeouts)
+    clock_store.update_deadlines(conn, deadlines)
+    clock_store.add_rollups(conn, writes.rollups)
+    incident_store.open_incidents(conn, writes.opened)
+    incident_store.save_states(conn, writes.states)
+
+
+def _next_offsets(messages: Sequence[TaskMessage]) -> dict[int, int]:
+    offsets: dict[int, int] = defaultdict(int)
+    for m in messages:
+        offsets[m.partition] = max(offsets[m.partition], m.offset + 1)
+    return dict(offsets)
