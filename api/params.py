@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 from api.errors import BadParameter
 
-_DURATION = re.compile(r"^(\d{1,6})([smhdw])$")
+_DURATION = re.compile(r"^([0-9]{1,6})([smhdw])$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 #: Unix seconds accepted for since/until: 1970 to the end of year 9999 (datetime's range).
 MAX_TIMESTAMP = 253_402_300_799
