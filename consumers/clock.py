@@ -2,9 +2,10 @@
 
 The check-in processor records, in the transaction of each batch, the newest message
 timestamp it committed per partition of ``ingest-monitors`` (floored to the minute, table
-``partition_clocks``), then calls :meth:`ClockAdvancer.advance` after the commit. The
+``partition_clocks``); after the commit its ``after_commit`` hook wakes a
+:class:`ClockTicker`, which runs :func:`advance_clock` off the event loop. The
 global clock is the slowest partition; a partition never seen holds the clock back (the
-leader's clock pulses, :func:`send_pulses`, keep idle partitions moving). Every minute
+leader's clock pulses keep idle partitions moving). Every minute
 boundary the global clock passes is ticked once to ``monitors-clock-tick``, in order,
 skipped minutes backfilled.
 
@@ -29,27 +30,31 @@ nothing), so this is documented rather than serialized with a lock across Kafka 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Final, Protocol
 
+import faust
 import psycopg
+from psycopg_pool import ConnectionPool
 
 from consumers import clock_store
+from consumers.context import KafkaSender, WorkerContext
 from schemas.clock import encode_clock_tick
 from schemas.messages import encode_clock_pulse
 
 __all__ = [
-    "ClockAdvancer",
+    "ClockTicker",
     "KafkaTickSink",
     "TickSendError",
     "TickSink",
     "advance_clock",
     "due_ticks",
     "floor_minute",
-    "send_pulses",
+    "topic_partitions",
 ]
 
 log = logging.getLogger("cronpipe.clock")
@@ -157,47 +162,95 @@ def advance_clock(conn: psycopg.Connection[Any], sink: TickSink, *, topic: str, 
         if not ticks:
             break
         sink.send_ticks(ticks)
-        clock_store.delete_pending_ticks(conn, name, ticks)
+        with conn.transaction():
+            clock_store.delete_pending_ticks(conn, name, ticks)
         sent.extend(ticks)
     return sent
 
 
-@dataclass
-class ClockAdvancer:
-    """The processor's after-commit hook: ``advance()`` after every committed batch."""
+class ClockTicker:
+    """Runs :func:`advance_clock` off the event loop whenever a batch of the ingest topic
+    commits (the processor's ``after_commit`` hook only wakes it), and every few seconds
+    anyway: that also reclaims orphaned pending ticks and serves workers that run the
+    clock without the processor."""
 
-    connect: Callable[[], psycopg.Connection[Any]]
-    sink: TickSink
-    topic: str
-    partitions: int
-    name: str | None = None
-    _conn: psycopg.Connection[Any] | None = None
+    def __init__(self, pool: ConnectionPool, sink: TickSink, topic: str, partitions: Callable[[], int],
+                 name: str | None = None, idle_s: float = 5.0) -> None:
+        self._pool = pool
+        self._sink = sink
+        self._topic = topic
+        self._partitions = partitions
+        self._name = name
+        self._idle_s = idle_s
+        self._wake = asyncio.Event()
+
+    def on_commit(self, committed: Any) -> None:
+        """``after_commit`` hook (event loop thread): wake the ticker for ingest batches."""
+        if getattr(committed, "topic", self._topic) == self._topic:
+            self._wake.set()
 
     def advance(self) -> list[datetime]:
-        """Produce due ticks; errors are logged, never raised (the next batch retries)."""
+        """One advance; errors are logged, never raised (the next wake-up retries)."""
         try:
-            if self._conn is None or self._conn.closed:
-                self._conn = self.connect()
-            return advance_clock(self._conn, self.sink, topic=self.topic, partitions=self.partitions,
-                                 name=self.name)
+            with self._pool.connection() as conn:
+                return advance_clock(conn, self._sink, topic=self._topic, partitions=self._partitions(),
+                                     name=self._name)
         except (TickSendError, psycopg.Error) as exc:
-            log.warning("clock not advanced (retried after the next batch): %s", exc)
-            self._close()
+            log.warning("clock not advanced (retrying on the next batch): %s", exc)
             return []
 
-    def _close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+    async def run(self) -> None:
+        """Loop until cancelled."""
+        while True:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._idle_s)
+            self._wake.clear()
+            ticks = await asyncio.to_thread(self.advance)
+            if ticks:
+                log.info("clock ticked %s", ", ".join(t.strftime("%Y-%m-%dT%H:%M") for t in ticks[-3:]))
 
 
 # --------------------------------------------------------------------------- pulses
 
 
-async def send_pulses(send: Callable[[int, bytes], Any], partitions: int) -> None:
-    """Send one ``clock_pulse`` to each partition; ``send(partition, value)`` may be async."""
+def topic_partitions(bootstrap: str, topic: str, default: int, timeout_s: float = 10.0) -> int:
+    """The partition count of ``topic`` as the broker knows it (``default`` if unknown):
+    the clock must wait for every partition that exists, not the ones we configured."""
+    from confluent_kafka.admin import AdminClient
+
+    try:
+        metadata = AdminClient({"bootstrap.servers": bootstrap}).list_topics(topic, timeout=timeout_s)
+        found = metadata.topics.get(topic)
+        if found is not None and found.error is None and found.partitions:
+            return len(found.partitions)
+    except Exception as exc:  # KafkaException has no finer type; the configured count is a safe fallback
+        log.warning("cannot read the partitions of %s (%s); assuming %d", topic, exc, default)
+    return default
+
+
+def register(app: faust.App, ctx: WorkerContext) -> None:
+    """Tick production (woken by the processor's commits) and the leader's clock pulses."""
+    topic = ctx.topics.ingest
+    partitions = functools.cache(lambda: topic_partitions(ctx.settings.kafka_bootstrap, topic,
+                                                          ctx.topics.ingest_partitions))
+    ticker = ClockTicker(ctx.pool, KafkaTickSink(ctx.settings.kafka_bootstrap, ctx.topics.clock_tick),
+                         topic, partitions)
+    ctx.after_commit.append(ticker.on_commit)
+    # Pulses are leader-only, which needs faust's leader election (its leader topic).
+    app.conf.topic_disable_leader = False
+
+    @app.task
+    async def clock_ticks() -> None:
+        await ticker.run()
+
+    @app.timer(PULSE_INTERVAL_S, on_leader=True)
+    async def clock_pulses() -> None:
+        await asyncio.to_thread(_send_pulses_now, ctx.producer, topic, partitions)
+
+
+def _send_pulses_now(producer: KafkaSender, topic: str, partitions: Callable[[], int]) -> None:
     value = encode_clock_pulse()
-    for partition in range(partitions):
-        result = send(partition, value)
-        if asyncio.iscoroutine(result) or isinstance(result, asyncio.Future):
-            await result
+    for partition in range(partitions()):
+        producer.produce(topic, value, partition=partition)
+    if producer.flush(10.0):
+        log.warning("clock pulses to %s not all delivered; the next minute sends more", topic)

@@ -18,7 +18,9 @@ its stored offset, and would change nothing anyway: its condition no longer hold
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import itertools
 import logging
 import uuid
 from collections import defaultdict
@@ -27,13 +29,17 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Final
 
+import faust
 import psycopg
 
 from consumers import clock_store, incident_store
+from consumers.clock_dispatch import TaskSendError, KafkaTaskSink, dispatch_tick
 from consumers.clock_store import MissedCheckIn, TaskEnvironment, TimeoutCheckIn
+from consumers.context import WorkerContext
 from consumers.incidents import IncidentState, apply_result
-from schemas.clock import MarkMissing, MarkTimeout
+from schemas.clock import MarkMissing, MarkTimeout, decode_clock_task, decode_clock_tick
 from schemas.enums import CheckInStatus, MonitorStatus
+from schemas.messages import MessageDecodeError
 from schemas.monitor_config import ConfigError, MonitorConfig, config_from_json
 from schemas.schedule import ScheduleError, expected_times, next_expected
 
@@ -46,12 +52,15 @@ __all__ = [
     "decide",
     "missed_slots",
     "plan_writes",
+    "register",
 ]
 
 log = logging.getLogger("cronpipe.clock.tasks")
 
 UTC = timezone.utc
 MAX_MISSED_PER_TASK: Final = 1440
+TASK_BATCH_SIZE: Final = 5000
+TASK_BATCH_WITHIN_S: Final = 0.2
 ROLLUP_RESOLUTIONS: Final = (3600, 86400)
 
 Task = MarkMissing | MarkTimeout
@@ -63,7 +72,8 @@ class TaskMessage:
 
     partition: int
     offset: int
-    task: Task
+    #: None for a message that did not decode: only its offset counts.
+    task: Task | None
 
 
 # --------------------------------------------------------------------------- decisions (pure)
@@ -257,7 +267,7 @@ def apply_task_batch(conn: psycopg.Connection[Any], messages: Sequence[TaskMessa
     with conn.transaction():
         stored = clock_store.load_offsets(conn, group, topic, {m.partition for m in messages})
         fresh = [m for m in messages if m.offset >= stored.get(m.partition, 0)]
-        tasks = [m.task for m in fresh]
+        tasks = [m.task for m in fresh if m.task is not None]
         envs = clock_store.load_task_environments(conn, {t.monitor_environment_id for t in tasks})
         checkins = clock_store.load_timeout_checkins(
             conn, {t.checkin_id for t in tasks if isinstance(t, MarkTimeout)})
@@ -284,3 +294,81 @@ def _next_offsets(messages: Sequence[TaskMessage]) -> dict[int, int]:
     for m in messages:
         offsets[m.partition] = max(offsets[m.partition], m.offset + 1)
     return dict(offsets)
+
+
+# --------------------------------------------------------------------------- the agents
+
+_RETRY_DELAYS_S: Final = (0.5, 1.0, 2.0, 5.0, 10.0)
+
+
+async def _with_retries(what: str, work: Callable[[], Any]) -> Any:
+    """Run ``work`` in a thread until it succeeds: database and broker outages are
+    transient here (nothing was committed), anything else is a bug and propagates."""
+    from consumers.store import StoreUnavailable, wrap_exceptions
+
+    def attempt() -> Any:
+        with wrap_exceptions():
+            return work()
+
+    for tries in itertools.count():
+        try:
+            return await asyncio.to_thread(attempt)
+        except (StoreUnavailable, TaskSendError) as exc:
+            delay = _RETRY_DELAYS_S[min(tries, len(_RETRY_DELAYS_S) - 1)]
+            log.warning("%s not committed (%s); retrying in %.1fs", what, exc, delay)
+            await asyncio.sleep(delay)
+
+
+def _decode_tasks(events: Sequence[Any]) -> list[TaskMessage]:
+    """Decodable tasks with their positions; a bad message is logged and skipped (its
+    offset still commits with the batch, so it never blocks the partition)."""
+    decoded = []
+    for event in events:
+        message = event.message
+        try:
+            decoded.append(TaskMessage(message.partition, message.offset, decode_clock_task(message.value)))
+        except MessageDecodeError as exc:
+            log.error("undecodable clock task %s[%d]@%d skipped: %s", message.topic, message.partition,
+                      message.offset, exc)
+            decoded.append(TaskMessage(message.partition, message.offset, None))
+    return decoded
+
+
+def register(app: faust.App, ctx: WorkerContext) -> None:
+    """Tick dispatch (``monitors-clock-tick``) and task application (``monitors-clock-tasks``)."""
+    group = ctx.consumer_group
+    tick_topic = app.topic(ctx.topics.clock_tick, key_type=bytes, value_type=bytes,
+                           key_serializer="raw", value_serializer="raw")
+    task_topic = app.topic(ctx.topics.clock_tasks, key_type=bytes, value_type=bytes,
+                           key_serializer="raw", value_serializer="raw")
+    sink = KafkaTaskSink(ctx.settings.kafka_bootstrap, ctx.topics.clock_tasks)
+
+    def dispatch(tick: datetime, partition: int, offset: int) -> None:
+        with ctx.pool.connection() as conn:
+            dispatch_tick(conn, sink, tick, group=group, topic=ctx.topics.clock_tick,
+                          partition=partition, offset=offset)
+
+    def apply(messages: list[TaskMessage]) -> TaskBatch:
+        with ctx.pool.connection() as conn:
+            return apply_task_batch(conn, messages, group=group, topic=ctx.topics.clock_tasks)
+
+    @app.agent(tick_topic, concurrency=1, name=f"{group}-clock-dispatch")
+    async def clock_dispatch(stream: faust.StreamT[bytes]) -> None:
+        async for event in stream.events():
+            message = event.message
+            try:
+                tick = datetime.fromtimestamp(decode_clock_tick(message.value).ts, UTC)
+            except MessageDecodeError as exc:
+                log.error("undecodable clock tick @%d skipped: %s", message.offset, exc)
+                continue
+            await _with_retries(f"tick {tick:%Y-%m-%dT%H:%M}",
+                                functools.partial(dispatch, tick, message.partition, message.offset))
+
+    @app.agent(task_topic, concurrency=1, name=f"{group}-clock-tasks")
+    async def clock_tasks(stream: faust.StreamT[bytes]) -> None:
+        async for events in stream.take_events(TASK_BATCH_SIZE, within=TASK_BATCH_WITHIN_S):
+            messages = _decode_tasks(events)
+            done = await _with_retries(f"batch of {len(messages)} clock tasks", functools.partial(apply, messages))
+            if done.missed or done.timeouts:
+                log.info("clock tasks: %d missed, %d timeouts, %d incidents opened",
+                         done.missed, done.timeouts, done.incidents_opened)

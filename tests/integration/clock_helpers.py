@@ -64,3 +64,58 @@ def seed_checkin(conn: Conn, project_id: int, monitor_id: int, env_id: int, stat
         " date_updated, timeout_at, duration_ms) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
         (uuid.uuid4(), project_id, monitor_id, env_id, int(status), date_added, date_added, timeout_at,
          duration_ms)).fetchone()[0]
+
+
+# --------------------------------------------------------------------------- Kafka
+
+
+def read_all(bootstrap: str, topic: str, timeout_s: float = 30.0) -> list[bytes]:
+    """Every message value of ``topic`` (all partitions) up to the current end, in
+    partition then offset order."""
+    import time
+
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"reader-{uuid.uuid4().hex}",
+                         "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+    try:
+        metadata = consumer.list_topics(topic, timeout=10)
+        values: list[bytes] = []
+        for partition in sorted(metadata.topics[topic].partitions):
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+            if high <= low:
+                continue
+            consumer.assign([TopicPartition(topic, partition, low)])
+            deadline = time.monotonic() + timeout_s
+            seen = low
+            while seen < high:
+                assert time.monotonic() < deadline, f"timed out reading {topic}[{partition}]"
+                message = consumer.poll(1.0)
+                if message is None or message.error():
+                    continue
+                values.append(message.value())
+                seen = message.offset() + 1
+        return values
+    finally:
+        consumer.close()
+
+
+def high_watermarks(bootstrap: str, topic: str) -> dict[int, int]:
+    """End offset of each partition of ``topic``."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"wm-{uuid.uuid4().hex}"})
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions}
+    finally:
+        consumer.close()
+
+
+def tick_times(bootstrap: str, topic: str) -> list[datetime]:
+    """The ticks on ``topic``, in order, as UTC datetimes."""
+    from datetime import timezone
+
+    from schemas.clock import decode_clock_tick
+
+    return [datetime.fromtimestamp(decode_clock_tick(v).ts, timezone.utc) for v in read_all(bootstrap, topic)]
