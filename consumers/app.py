@@ -1,0 +1,57 @@
+"""The faust application: one app per worker, agents added by name.
+
+Each agent module exposes ``register(app, ctx)``; they are imported lazily so that a
+worker running only some agents does not need the others' modules.
+"""
+
+from __future__ import annotations
+
+import importlib
+import tempfile
+from collections.abc import Sequence
+
+import faust
+
+from consumers.context import WorkerContext
+
+#: Agent name → "module:function" registering it.
+AGENTS: dict[str, str] = {
+    "checkins": "consumers.checkins:register",
+    "clock": "consumers.clock:register",
+    "clock_tasks": "consumers.clock_tasks:register",
+}
+
+
+class UnknownAgent(ValueError):
+    """An agent name that is not in :data:`AGENTS`."""
+
+
+def resolve_agents(names: Sequence[str]) -> list[str]:
+    """Expand ``all`` and check the names; raises UnknownAgent."""
+    wanted = list(AGENTS) if "all" in names else [n.strip() for n in names if n.strip()]
+    unknown = [n for n in wanted if n not in AGENTS]
+    if unknown:
+        raise UnknownAgent(f"unknown agent(s) {', '.join(unknown)}; choose from {', '.join(AGENTS)} or all")
+    return wanted
+
+
+def create_app(ctx: WorkerContext, agents: list[str], *, app_id: str = "cronpipe") -> faust.App:
+    """A faust app (in-memory tables, no web server) with ``agents`` registered."""
+    app = faust.App(
+        app_id,
+        broker=f"kafka://{ctx.settings.kafka_bootstrap}",
+        store="memory://",
+        web_enabled=False,
+        datadir=tempfile.mkdtemp(prefix=f"faust-{app_id}-"),
+        topic_disable_leader=True,
+        consumer_auto_offset_reset="earliest",
+        stream_buffer_maxsize=max(4096, ctx.batch_size * 2),
+        broker_commit_interval=1.0,
+        # Offsets live in PostgreSQL; Kafka's are only a hint resynced on assignment.
+        producer_acks=-1,
+    )
+    for name in resolve_agents(agents):
+        module_name, function = AGENTS[name].split(":")
+        register = getattr(importlib.import_module(module_name), function)
+        register(app, ctx)
+    return app

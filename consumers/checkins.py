@@ -1,0 +1,265 @@
+"""The check-in agent: ``ingest-monitors`` → check-ins, rollups and offsets in PostgreSQL.
+
+One batch = one PostgreSQL transaction, read top to bottom in :func:`handle_batch`:
+skip what is already stored (offsets) → :func:`decode` → dead letters to the DLQ →
+load the rows the batch names → :func:`consumers.processing.process_batch` → write,
+store the offsets and advance the partition clocks → commit → ``after_commit`` hooks.
+
+Redelivery is harmless: an event whose offset is below the stored next offset of its
+partition changes nothing. Kafka offsets are only acknowledged after the batch committed
+(faust's ``take_events`` acks a batch when the agent asks for the next one), and on every
+partition assignment the stored offsets are committed to Kafka first
+(:func:`sync_kafka_offsets`), so a restart resumes exactly where PostgreSQL says.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import faust
+from faust.types import TP
+
+from consumers import metrics, store
+from consumers.context import BatchCommitted, WorkerContext
+from consumers.dlq import DeadLetter, DlqLimiter, DlqLimitExceeded
+from consumers.processing import AttachmentItem, CheckInItem, Item, floor_minute, process_batch
+from consumers.store import BatchKeys, StoreError, StoreUnavailable, wrap_exceptions
+from schemas.messages import (
+    CheckInAttachmentMessage,
+    CheckInMessage,
+    MessageDecodeError,
+    PayloadError,
+    decode_ingest_message,
+    parse_check_in_payload,
+)
+
+log = logging.getLogger("cronpipe.checkins")
+UTC = timezone.utc
+_RETRY_DELAYS_S = (0.5, 1.0, 2.0, 5.0, 10.0)
+
+
+@dataclass(frozen=True)
+class RawEvent:
+    """What the processor needs of one Kafka message."""
+
+    partition: int
+    offset: int
+    timestamp: float  # seconds
+    key: bytes | None
+    value: bytes
+
+
+@dataclass
+class DecodedBatch:
+    items: list[Item]
+    dead: list[DeadLetter]
+    keys: BatchKeys
+    next_offsets: dict[int, int]
+    clocks: dict[int, datetime]
+
+
+# --------------------------------------------------------------------------- stages
+
+
+def decode(topic: str, events: Sequence[RawEvent]) -> DecodedBatch:
+    """Decode every event; undecodable ones become dead letters, bad payloads stay items
+    (they become processing errors). Clock pulses only move their partition's clock."""
+    items: list[Item] = []
+    dead: list[DeadLetter] = []
+    next_offsets: dict[int, int] = {}
+    clocks: dict[int, datetime] = {}
+    for event in events:
+        ts = datetime.fromtimestamp(event.timestamp, UTC)
+        next_offsets[event.partition] = max(next_offsets.get(event.partition, 0), event.offset + 1)
+        minute = floor_minute(ts)
+        if event.partition not in clocks or clocks[event.partition] < minute:
+            clocks[event.partition] = minute
+        try:
+            message = decode_ingest_message(event.value)
+        except MessageDecodeError as exc:
+            dead.append(DeadLetter(topic, event.partition, event.offset, event.key, event.value, exc.reason))
+            continue
+        if isinstance(message, CheckInMessage):
+            items.append(CheckInItem(ts, message, _parse_payload(message)))
+        elif isinstance(message, CheckInAttachmentMessage):
+            items.append(AttachmentItem(ts, message))
+    return DecodedBatch(items, dead, collect_keys(items), next_offsets, clocks)
+
+
+def _parse_payload(message: CheckInMessage) -> Any:
+    try:
+        return parse_check_in_payload(message.payload)
+    except PayloadError as exc:
+        return exc
+
+
+def collect_keys(items: Sequence[Item]) -> BatchKeys:
+    """The projects, monitors, environments and check-in ids the batch names."""
+    keys = BatchKeys(project_ids=set(), monitor_keys=set(), env_keys=set(), guids=set(), latest={},
+                     upsert_keys=set(), checkins=0)
+    latest: Counter[tuple[int, str, str]] = Counter()
+    checkins = 0
+    for item in items:
+        if isinstance(item, AttachmentItem):
+            keys.project_ids.add(item.message.project_id)
+            keys.monitor_keys.add((item.message.project_id, item.message.monitor_slug))
+            continue
+        checkins += 1
+        keys.project_ids.add(item.message.project_id)
+        payload = item.payload
+        if isinstance(payload, PayloadError):
+            continue
+        monitor_key = (item.message.project_id, payload.monitor_slug)
+        env_key = (*monitor_key, payload.environment)
+        keys.monitor_keys.add(monitor_key)
+        keys.env_keys.add(env_key)
+        if payload.monitor_config is not None:
+            keys.upsert_keys.add(monitor_key)
+        if payload.is_latest:
+            latest[env_key] += 1
+        else:
+            keys.guids.add(payload.check_in_id)
+    return BatchKeys(keys.project_ids, keys.monitor_keys, keys.env_keys, keys.guids, dict(latest),
+                     keys.upsert_keys, checkins)
+
+
+def handle_batch(ctx: WorkerContext, limiter: DlqLimiter, events: Sequence[RawEvent]) -> BatchCommitted | None:
+    """Process and commit one batch; returns what committed (None if all were redeliveries).
+
+    Raises StoreUnavailable (retry the batch), StoreError (a bug: stop), DlqLimitExceeded.
+    """
+    topic = ctx.topics.ingest
+    started = time.perf_counter()
+    with wrap_exceptions(), ctx.pool.connection() as conn, conn.transaction():
+        stored = store.load_offsets(conn, ctx.consumer_group, topic, {e.partition for e in events})
+        fresh = [e for e in events if e.offset >= stored.get(e.partition, 0)]
+        metrics.REDELIVERED.inc(len(events) - len(fresh))
+        if not fresh:
+            return None
+        batch = decode(topic, fresh)
+        send_dead_letters(ctx, limiter, batch.dead)
+        state = store.load_batch_state(conn, batch.keys)
+        ids = store.allocate_ids(conn, batch.keys, state)
+        result = process_batch(batch.items, state, ids, ctx.processor)
+        store.write_batch(conn, state, result)
+        store.save_offsets(conn, ctx.consumer_group, topic, batch.next_offsets)
+        store.advance_partition_clocks(conn, topic, batch.clocks)
+    metrics.CHECKINS_ACCEPTED.inc(result.accepted)
+    metrics.PROCESSING_ERRORS.inc(len(result.errors))
+    metrics.BATCH_SIZE.observe(len(events))
+    metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
+    return BatchCommitted(topic, batch.next_offsets, batch.clocks)
+
+
+def send_dead_letters(ctx: WorkerContext, limiter: DlqLimiter, dead: Sequence[DeadLetter]) -> None:
+    """Produce and flush the dead letters before the batch commits (at least once)."""
+    if not dead:
+        return
+    limiter.admit(len(dead), time.monotonic())
+    for letter in dead:
+        log.warning("dead letter %s[%d]@%d: %s", letter.topic, letter.partition, letter.offset, letter.reason)
+        ctx.producer.produce(ctx.topics.dlq, letter.value, key=letter.key, headers=letter.headers())
+    if ctx.producer.flush(30) != 0:
+        raise StoreUnavailable("the DLQ producer could not deliver within 30 s")  # retry the batch
+    metrics.DEAD_LETTERS.inc(len(dead))
+
+
+# --------------------------------------------------------------------------- the agent
+
+
+class CheckInProcessor:
+    """Runs batches off the event loop, retrying transient failures, draining on stop."""
+
+    def __init__(self, ctx: WorkerContext) -> None:
+        self.ctx = ctx
+        self.limiter = DlqLimiter(ctx.dlq)
+
+    async def run_batch(self, events: Sequence[RawEvent]) -> None:
+        """Commit ``events`` (retrying while the database is unavailable), then run the hooks.
+
+        A stop request (cancellation) waits for the batch in flight to commit: the batch
+        is never abandoned half way, so SIGTERM drains.
+        """
+        attempt = 0
+        while True:
+            try:
+                committed = await _finish_even_if_cancelled(asyncio.to_thread(handle_batch, self.ctx,
+                                                                              self.limiter, events))
+                break
+            except StoreUnavailable as exc:
+                delay = _RETRY_DELAYS_S[min(attempt, len(_RETRY_DELAYS_S) - 1)]
+                log.warning("batch of %d not committed (%s); retrying in %.1fs", len(events), exc, delay)
+                attempt += 1
+                await asyncio.sleep(delay)
+        if committed is not None:
+            self.ctx.notify_committed(committed)
+
+
+async def _finish_even_if_cancelled(work: Any) -> Any:
+    task = asyncio.ensure_future(work)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        log.info("stop requested: finishing the batch in flight")
+        await asyncio.wait([task])
+        raise
+
+
+def raw_event(event: Any) -> RawEvent:
+    message = event.message
+    return RawEvent(message.partition, message.offset, message.timestamp, message.key, message.value)
+
+
+def register(app: faust.App, ctx: WorkerContext) -> None:
+    """Add the check-in agent (concurrency 1, batches of up to ``ctx.batch_size``)."""
+    topic = app.topic(ctx.topics.ingest, key_type=bytes, value_type=bytes,
+                      key_serializer="raw", value_serializer="raw")
+    processor = CheckInProcessor(ctx)
+
+    async def sync_offsets(sender: Any = None, **_: Any) -> None:
+        await sync_kafka_offsets(app, ctx)
+
+    app.on_rebalance_complete.connect(sync_offsets)
+
+    @app.agent(topic, concurrency=1, name=f"{ctx.consumer_group}-checkins")
+    async def checkins(stream: faust.StreamT[bytes]) -> None:
+        async for events in stream.take_events(ctx.batch_size, within=ctx.batch_within_s):
+            try:
+                await processor.run_batch([raw_event(e) for e in events])
+            except (DlqLimitExceeded, StoreError) as exc:
+                log.critical("check-in processor stopped: %s", exc)
+                ctx.fatal = exc
+                await _stop_without_acking(app, exc)
+
+
+async def _stop_without_acking(app: faust.App, exc: BaseException) -> None:
+    # Never return to take_events (which would acknowledge the failed batch): crash the
+    # app and wait here until the worker cancels this agent.
+    await app.crash(exc)
+    await asyncio.Event().wait()
+
+
+async def sync_kafka_offsets(app: faust.App, ctx: WorkerContext) -> None:
+    """Commit the offsets stored in PostgreSQL to Kafka for the assigned ingest partitions.
+
+    Runs when a rebalance completes, before faust seeks to the committed offsets, so the
+    consumer resumes exactly after the last batch that committed in PostgreSQL, even if
+    Kafka's own committed offset ran ahead of it (a batch acknowledged but not stored).
+    """
+    topic = ctx.topics.ingest
+    assigned = {tp.partition for tp in app.consumer.assignment() if tp.topic == topic}
+    if not assigned:
+        return
+    with wrap_exceptions(), ctx.pool.connection() as conn:
+        stored = store.load_all_offsets(conn, ctx.consumer_group, topic)
+    offsets = {TP(topic, p): o for p, o in stored.items() if p in assigned}
+    if offsets:
+        log.info("resuming %s from stored offsets %s", topic, {tp.partition: o for tp, o in offsets.items()})
+        await app.consumer._commit(offsets)  # the driver's raw commit: no "only forward" filter

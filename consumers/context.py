@@ -1,0 +1,101 @@
+"""What every agent of the faust worker shares: settings, topics, the database pool, a
+Kafka producer, and the hooks run after each committed batch.
+
+Built once per worker by :func:`build_context`; tests build one against their own
+database and topics and may swap the producer for their own :class:`KafkaSender`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+from confluent_kafka import Producer
+from psycopg_pool import ConnectionPool
+
+from consumers.dlq import DlqPolicy
+from consumers.processing import ProcessorConfig
+from schemas.settings import Settings
+from schemas.topics import Topics
+
+Headers = list[tuple[str, bytes]]
+
+
+class KafkaSender(Protocol):
+    """The small producer surface the consumers need (DLQ messages, clock ticks)."""
+
+    def produce(self, topic: str, value: bytes, *, key: bytes | None = None,
+                headers: Headers | None = None, partition: int | None = None) -> None: ...
+
+    def flush(self, timeout: float = 30.0) -> int:
+        """Wait for every queued message; return how many are still undelivered."""
+        ...
+
+
+class ConfluentSender:
+    """KafkaSender on confluent-kafka: idempotent, acks=all, lz4."""
+
+    def __init__(self, bootstrap: str) -> None:
+        self._producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True,
+                                   "compression.type": "lz4", "linger.ms": 5})
+
+    def produce(self, topic: str, value: bytes, *, key: bytes | None = None,
+                headers: Headers | None = None, partition: int | None = None) -> None:
+        if partition is None:
+            self._producer.produce(topic, value=value, key=key, headers=headers)
+        else:
+            self._producer.produce(topic, value=value, key=key, headers=headers, partition=partition)
+        self._producer.poll(0)
+
+    def flush(self, timeout: float = 30.0) -> int:
+        return int(self._producer.flush(timeout))
+
+
+@dataclass(frozen=True)
+class BatchCommitted:
+    """One batch of ``topic`` has committed: its partitions' next offsets and clock minutes."""
+
+    topic: str
+    #: partition → next offset to consume (the stored consumer offset).
+    next_offsets: dict[int, int]
+    #: partition → newest message timestamp of the batch, floored to the minute (UTC).
+    clocks: dict[int, datetime]
+
+
+@dataclass
+class WorkerContext:
+    settings: Settings
+    topics: Topics
+    pool: ConnectionPool
+    producer: KafkaSender
+    #: Run after each batch commits, in order, on the worker's event loop thread.
+    after_commit: list[Callable[[BatchCommitted], None]] = field(default_factory=list)
+    #: The name offsets are stored under in ``consumer_offsets`` (and the faust app id).
+    consumer_group: str = "cronpipe"
+    processor: ProcessorConfig = field(default_factory=ProcessorConfig)
+    dlq: DlqPolicy = field(default_factory=DlqPolicy)
+    batch_size: int = 2000
+    batch_within_s: float = 0.2
+    #: Set when an agent stops the worker on purpose (e.g. the DLQ limit); the exit cause.
+    fatal: BaseException | None = None
+
+    def notify_committed(self, committed: BatchCommitted) -> None:
+        for hook in self.after_commit:
+            hook(committed)
+
+
+def build_context(settings: Settings, topics: Topics, *, consumer_group: str = "cronpipe",
+                  processor: ProcessorConfig | None = None, pool_size: int = 4) -> WorkerContext:
+    """A context with a real pool and producer; close it with :func:`close_context`."""
+    pool = ConnectionPool(settings.effective_database_url(), min_size=1, max_size=pool_size, open=True,
+                          kwargs={"application_name": f"cronpipe-{consumer_group}"})
+    return WorkerContext(settings=settings, topics=topics, pool=pool,
+                         producer=ConfluentSender(settings.kafka_bootstrap), consumer_group=consumer_group,
+                         processor=processor or ProcessorConfig())
+
+
+def close_context(ctx: WorkerContext) -> None:
+    ctx.producer.flush(10)
+    ctx.pool.close()
