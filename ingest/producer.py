@@ -152,14 +152,16 @@ class CheckInProducer:
         retention_days: int = 90,
         sdk: str | None = None,
         on_delivery: DeliveryCallback | None = None,
+        monitor_slug: str | None = None,
     ) -> None:
         """Queue one ``check_in`` message; ``payload`` is the check-in JSON (bytes or mapping).
 
-        ``start_time`` defaults to now. Raises :class:`InvalidCheckIn` when the payload has
+        ``start_time`` defaults to now. ``monitor_slug`` spares re-reading the payload for
+        the key when the caller has already parsed it. Raises :class:`InvalidCheckIn` when the payload has
         no ``monitor_slug`` (the key needs it), pydantic's ValidationError for out-of-range
         fields, :class:`ProducerQueueFull` when the local queue is full.
         """
-        key = monitor_key(project_id, _payload_slug(payload))
+        key = monitor_key(project_id, monitor_slug if monitor_slug is not None else _payload_slug(payload))
         value = encode_check_in(payload, project_id=project_id,
                                 start_time=time.time() if start_time is None else start_time,
                                 retention_days=retention_days, sdk=sdk)

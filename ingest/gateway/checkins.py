@@ -1,0 +1,113 @@
+"""Check-in payloads from HTTP requests, validated before anything reaches Kafka.
+
+The payload published is Sentry's check-in JSON (DESIGN.md, "ingest-monitors v1"). It is
+validated here with the same rules the processor applies (``schemas.messages`` and
+``schemas.monitor_config``), so a malformed request gets a 400 with the reason instead
+of becoming a processing error later.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+import orjson
+
+from ingest.gateway.errors import bad_request
+from schemas.messages import PayloadError, parse_check_in_payload
+from schemas.monitor_config import ConfigError, parse_monitor_config
+
+#: ``check_in_id=latest`` (and Sentry's nil UUID): the newest in-progress check-in.
+LATEST: Final = uuid.UUID(int=0)
+#: Fields a cron request may set through the query string or the JSON body.
+_CRON_FIELDS: Final = ("status", "check_in_id", "environment", "duration", "release")
+
+
+@dataclass(frozen=True)
+class CheckIn:
+    """A validated check-in, ready to publish."""
+
+    payload: bytes
+    monitor_slug: str
+    """As the processor will see it (slugified)."""
+    check_in_id: uuid.UUID
+
+
+def cron_check_in(monitor_slug: str, query: Mapping[str, str], body: Mapping[str, Any] | None) -> CheckIn:
+    """Build the check-in of ``/api/{project}/cron/{slug}/{key}/`` from the query string and
+    an optional JSON body (body fields win). Raises GatewayError(400).
+
+    Without ``check_in_id``, an ``in_progress`` check-in gets a new id (returned to the
+    caller so it can send the matching ``ok``); ``ok``/``error`` get the nil UUID, which
+    pairs with the newest in-progress check-in — so Sentry's documented pair of curl
+    calls without ids keeps working.
+    """
+    fields: dict[str, Any] = {name: query[name] for name in _CRON_FIELDS if name in query}
+    fields.update(body or {})
+    payload = {**fields, "monitor_slug": monitor_slug}
+    payload["check_in_id"] = _cron_check_in_id(payload.get("check_in_id"), payload.get("status"))
+    if isinstance(payload.get("duration"), str):
+        payload["duration"] = _number(payload["duration"], "duration")
+    return validate_check_in(orjson.dumps(payload))
+
+
+def _cron_check_in_id(value: object, status: object) -> str:
+    if value is None or value == "":
+        return uuid.uuid4().hex if status == "in_progress" else LATEST.hex
+    if value == "latest":
+        return LATEST.hex
+    if not isinstance(value, str):
+        raise bad_request("check_in_id: must be a UUID string")
+    return value
+
+
+def _number(text: str, name: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise bad_request(f"{name}: must be a number, not {text[:40]!r}") from None
+
+
+def validate_check_in(payload: bytes) -> CheckIn:
+    """Validate a check-in JSON payload (an envelope item or a built one); raises GatewayError(400)."""
+    try:
+        parsed = parse_check_in_payload(payload)
+    except PayloadError as exc:
+        raise bad_request(exc.reason) from None
+    if parsed.monitor_config is not None:
+        try:
+            parse_monitor_config(parsed.monitor_config)
+        except ConfigError as exc:
+            reason = exc.reason if exc.reason.startswith("monitor_config") else f"monitor_config.{exc.reason}"
+            raise bad_request(reason) from None
+    return CheckIn(payload, parsed.monitor_slug, parsed.check_in_id)
+
+
+def parse_json_body(body: bytes) -> dict[str, Any]:
+    """A cron request's JSON body; raises GatewayError(400) unless it is a JSON object."""
+    try:
+        value = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise bad_request(f"body: not JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise bad_request("body: must be a JSON object")
+    return value
+
+
+def looks_like_json(content_type: str, body: bytes) -> bool:
+    """True when a cron POST body is meant as JSON fields rather than job output.
+
+    ``curl --data-binary @job.log`` sends ``application/x-www-form-urlencoded``, so the
+    content type alone cannot tell; a JSON content type, or a body that is a JSON object,
+    is taken as fields.
+    """
+    if "json" in content_type:
+        return True
+    if not body.lstrip().startswith(b"{"):
+        return False
+    try:
+        return isinstance(orjson.loads(body), dict)
+    except orjson.JSONDecodeError:
+        return False
