@@ -119,3 +119,83 @@ def tick_times(bootstrap: str, topic: str) -> list[datetime]:
     from schemas.clock import decode_clock_tick
 
     return [datetime.fromtimestamp(decode_clock_tick(v).ts, timezone.utc) for v in read_all(bootstrap, topic)]
+
+
+# --------------------------------------------------------------------------- a running clock
+
+
+class ClockRig:
+    """The real faust agents in-process against a test database and test topics; ticks
+    and tasks are produced by the test, and :meth:`settle` waits until everything produced
+    so far has been dispatched and applied (read from the offsets stored with the data)."""
+
+    def __init__(self, bootstrap: str, topics: Any, database_url: str) -> None:
+        from confluent_kafka import Producer
+
+        from consumers.context import build_context
+        from schemas.settings import Settings
+
+        self.bootstrap = bootstrap
+        self.topics = topics
+        self.database_url = database_url
+        settings = Settings(kafka_bootstrap=bootstrap, database_url=database_url, topic_prefix=topics.prefix)
+        self.ctx = build_context(settings, topics, consumer_group=f"{topics.prefix}cronpipe")
+        self.ctx.batch_within_s = 0.05
+        self.producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 1})
+
+    def close(self) -> None:
+        from consumers.context import close_context
+
+        self.producer.flush(10)
+        close_context(self.ctx)
+
+    def tick(self, *moments: datetime) -> None:
+        from schemas.clock import encode_clock_tick
+
+        for moment in moments:
+            self.producer.produce(self.topics.clock_tick, value=encode_clock_tick(int(moment.timestamp())))
+        assert self.producer.flush(15) == 0
+
+    def task(self, raw: bytes, env_id: int) -> None:
+        self.producer.produce(self.topics.clock_tasks, key=str(env_id).encode(), value=raw)
+        assert self.producer.flush(15) == 0
+
+    def stored_offsets(self, topic: str) -> dict[int, int]:
+        with psycopg.connect(self.database_url) as conn:
+            rows = conn.execute("SELECT partition, next_offset FROM consumer_offsets"
+                                " WHERE consumer_group = %s AND topic = %s", (self.ctx.consumer_group, topic))
+            return {int(p): int(o) for p, o in rows}
+
+    async def settle(self, timeout_s: float = 90.0) -> None:
+        """Wait until every tick produced so far is dispatched and every task applied."""
+        import asyncio
+        import time
+
+        deadline = time.monotonic() + timeout_s
+        for topic in (self.topics.clock_tick, self.topics.clock_tasks):
+            wanted = {p: hw for p, hw in high_watermarks(self.bootstrap, topic).items() if hw > 0}
+            while any(self.stored_offsets(topic).get(p, 0) < hw for p, hw in wanted.items()):
+                assert time.monotonic() < deadline, f"{topic}: stored {self.stored_offsets(topic)}, wanted {wanted}"
+                await asyncio.sleep(0.1)
+
+    def run(self, agents: list[str], scenario: Any) -> None:
+        import asyncio
+
+        from consumers.worker import running_app
+
+        async def main() -> None:
+            async with running_app(self.ctx, agents):
+                await scenario()
+
+        asyncio.run(main())
+
+    def rows(self, sql: str, params: Any = None) -> list[tuple[Any, ...]]:
+        with psycopg.connect(self.database_url) as conn:
+            return conn.execute(sql, params).fetchall()
+
+
+def checkins_of(rig: ClockRig, env_id: int) -> list[tuple[CheckInStatus, datetime, datetime | None]]:
+    """(status, date_added, expected_time) of the environment's check-ins, oldest first."""
+    return [(CheckInStatus(s), d, e) for s, d, e in rig.rows(
+        "SELECT status, date_added, expected_time FROM checkins WHERE monitor_environment_id = %s"
+        " ORDER BY date_added, id", (env_id,))]
