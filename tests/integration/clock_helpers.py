@@ -199,3 +199,60 @@ def checkins_of(rig: ClockRig, env_id: int) -> list[tuple[CheckInStatus, datetim
     return [(CheckInStatus(s), d, e) for s, d, e in rig.rows(
         "SELECT status, date_added, expected_time FROM checkins WHERE monitor_environment_id = %s"
         " ORDER BY date_added, id", (env_id,))]
+
+
+class PipelineRig(ClockRig):
+    """ClockRig plus the ingest side: check-ins and pulses with chosen message times,
+    processed by the real check-in processor; waits read the offsets and clock state."""
+
+    def pulse(self, partition: int, at: datetime) -> None:
+        from schemas.messages import encode_clock_pulse
+
+        self.producer.produce(self.topics.ingest, value=encode_clock_pulse(), partition=partition,
+                              timestamp=int(at.timestamp() * 1000))
+
+    def pulse_all(self, at: datetime) -> None:
+        for partition in range(self.topics.ingest_partitions):
+            self.pulse(partition, at)
+
+    def check_in(self, slug: str, status: str, at: datetime, config: dict[str, Any] | None = None,
+                 check_in_id: uuid.UUID | None = None, partition: int | None = None) -> uuid.UUID:
+        from schemas.messages import encode_check_in
+
+        guid = check_in_id or uuid.uuid4()
+        payload: dict[str, Any] = {"check_in_id": guid.hex, "monitor_slug": slug, "status": status}
+        if config is not None:
+            payload["monitor_config"] = config
+        value = encode_check_in(payload, project_id=1, start_time=at.timestamp())
+        extra = {} if partition is None else {"partition": partition}
+        self.producer.produce(self.topics.ingest, key=f"1:{slug}".encode(), value=value,
+                              timestamp=int(at.timestamp() * 1000), **extra)
+        return guid
+
+    async def wait_ingested(self, timeout_s: float = 120.0) -> None:
+        """Every ingest message produced so far is committed by the processor."""
+        import asyncio
+        import time
+
+        assert self.producer.flush(15) == 0
+        deadline = time.monotonic() + timeout_s
+        wanted = {p: hw for p, hw in high_watermarks(self.bootstrap, self.topics.ingest).items() if hw > 0}
+        while any(self.stored_offsets(self.topics.ingest).get(p, 0) < hw for p, hw in wanted.items()):
+            assert time.monotonic() < deadline, f"processor at {self.stored_offsets(self.topics.ingest)}, wanted {wanted}"
+            await asyncio.sleep(0.1)
+
+    def last_tick(self) -> datetime | None:
+        rows = self.rows("SELECT last_tick FROM clock_state WHERE name = %s", (self.topics.ingest,))
+        return rows[0][0] if rows else None
+
+    async def wait_ticked(self, moment: datetime, timeout_s: float = 120.0) -> None:
+        """The clock has produced every tick up to ``moment`` (none pending), then settle."""
+        import asyncio
+        import time
+
+        deadline = time.monotonic() + timeout_s
+        while (self.last_tick() or datetime.min.replace(tzinfo=moment.tzinfo)) < moment or self.rows(
+                "SELECT 1 FROM clock_pending_ticks WHERE name = %s", (self.topics.ingest,)):
+            assert time.monotonic() < deadline, f"clock at {self.last_tick()}, waiting for {moment}"
+            await asyncio.sleep(0.1)
+        await self.settle()
