@@ -126,7 +126,7 @@ class GatewayApp:
             return await _noop(request, MAX_ATTACHMENT_BYTES)
         await self._admit(project_id, public_key)
         fields, attachment = await self._cron_body(request)
-        check_in = cron_check_in(slug, request.query, fields)
+        check_in = cron_check_in(slug, request.query, fields, with_output=attachment is not None)
         await self._publisher().publish_check_in(
             project_id, check_in.payload, check_in.monitor_slug, check_in.check_in_id,
             start_time=request.started, sdk=_client(request), attachment=attachment)

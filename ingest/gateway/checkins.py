@@ -35,27 +35,33 @@ class CheckIn:
     check_in_id: uuid.UUID
 
 
-def cron_check_in(monitor_slug: str, query: Mapping[str, str], body: Mapping[str, Any] | None) -> CheckIn:
+def cron_check_in(monitor_slug: str, query: Mapping[str, str], body: Mapping[str, Any] | None, *,
+                  with_output: bool = False) -> CheckIn:
     """Build the check-in of ``/api/{project}/cron/{slug}/{key}/`` from the query string and
     an optional JSON body (body fields win). Raises GatewayError(400).
 
     Without ``check_in_id``, an ``in_progress`` check-in gets a new id (returned to the
     caller so it can send the matching ``ok``); ``ok``/``error`` get the nil UUID, which
     pairs with the newest in-progress check-in — so Sentry's documented pair of curl
-    calls without ids keeps working.
+    calls without ids keeps working. A check-in that carries job output
+    (``with_output``) needs an id of its own for the attachment to name: a new one when
+    none is given, and "latest" is refused.
     """
     fields: dict[str, Any] = {name: query[name] for name in _CRON_FIELDS if name in query}
     fields.update(body or {})
     payload = {**fields, "monitor_slug": monitor_slug}
-    payload["check_in_id"] = _cron_check_in_id(payload.get("check_in_id"), payload.get("status"))
+    payload["check_in_id"] = _cron_check_in_id(payload.get("check_in_id"), payload.get("status"), with_output)
     if isinstance(payload.get("duration"), str):
         payload["duration"] = _number(payload["duration"], "duration")
-    return validate_check_in(orjson.dumps(payload))
+    check_in = validate_check_in(orjson.dumps(payload))
+    if with_output and check_in.check_in_id == LATEST:
+        raise bad_request("check_in_id: job output needs the check-in's own id, not 'latest'")
+    return check_in
 
 
-def _cron_check_in_id(value: object, status: object) -> str:
+def _cron_check_in_id(value: object, status: object, with_output: bool) -> str:
     if value is None or value == "":
-        return uuid.uuid4().hex if status == "in_progress" else LATEST.hex
+        return uuid.uuid4().hex if status == "in_progress" or with_output else LATEST.hex
     if value == "latest":
         return LATEST.hex
     if not isinstance(value, str):
