@@ -22,7 +22,7 @@ from api.resolve import Conn, MonitorScope, Organization, find_checkin, find_env
 from api.resolve import as_number, project
 from api.responses import JsonResponse
 from api.stats import fill_buckets, plan_stats, unix
-from api.store import EnvironmentRow, MonitorRow, ProcessingErrorRow, ProjectRow, StatsRow
+from api.store import EnvironmentRow, MonitorRow, ProcessingErrorRow, ProjectRow
 from schemas.api import CheckIn, EnvironmentDetails, ErrorBody, Monitor, ProcessingError, StatsBucket
 from schemas.enums import MonitorStatus, parse_monitor_status
 
@@ -132,7 +132,7 @@ def monitor_routes(resolve_monitor: Callable[..., Awaitable[MonitorScope]]) -> A
         params = {"monitor_id": scope.monitor.id, "environments": environment, "resolution": plan.resolution,
                   "source": plan.source, "start": _from_unix(plan.start), "end": _from_unix(plan.end)}
         query = store.STATS_FROM_CHECKINS if plan.source is None else store.STATS_FROM_ROLLUPS
-        rows = await store.fetch_all(conn, StatsRow, query, params)
+        rows = await store.fetch_tuples(conn, query, params)
         return JsonResponse(fill_buckets(plan, rows))
 
     @router.get("/environments/{environment}/", response_model=EnvironmentDetails,

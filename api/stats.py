@@ -8,11 +8,9 @@ finer resolutions scan the check-ins, which the bucket cap keeps to a few days.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
-
 from api.errors import BadParameter
 
 HOUR = 3600
@@ -83,16 +81,21 @@ def unix(moment: datetime) -> int:
     return int(moment.timestamp() // 1)
 
 
-def fill_buckets(plan: StatsPlan, rows: Iterable[Any]) -> list[dict[str, int | float]]:
-    """One entry per bucket, zeros where no row; ``duration`` is the mean in ms (0 when none)."""
-    by_ts = {row.ts: row for row in rows}
+def fill_buckets(plan: StatsPlan, rows: Iterable[Sequence[int]]) -> list[dict[str, int | float]]:
+    """One entry per bucket, zeros where no row; ``duration`` is the mean in ms (0 when none).
+
+    ``rows`` are plain tuples ``(ts, ok, error, missed, timeout, unknown, duration_sum,
+    duration_count)`` (see ``store.STATS_FROM_*``): thousands per response, so no row objects.
+    """
+    by_ts = {row[0]: row for row in rows}
     out: list[dict[str, int | float]] = []
+    append = out.append
     for ts in range(plan.first, plan.last + 1, plan.resolution):
         row = by_ts.get(ts)
         if row is None:
-            out.append({"ts": ts, "ok": 0, "error": 0, "missed": 0, "timeout": 0, "unknown": 0, "duration": 0})
+            append({"ts": ts, "ok": 0, "error": 0, "missed": 0, "timeout": 0, "unknown": 0, "duration": 0})
         else:
-            mean = row.duration_sum / row.duration_count if row.duration_count else 0
-            out.append({"ts": ts, "ok": row.ok, "error": row.error, "missed": row.missed,
-                        "timeout": row.timeout, "unknown": row.unknown, "duration": mean})
+            _, ok, error, missed, timeout, unknown, duration_sum, duration_count = row
+            append({"ts": ts, "ok": ok, "error": error, "missed": missed, "timeout": timeout, "unknown": unknown,
+                    "duration": duration_sum / duration_count if duration_count else 0})
     return out

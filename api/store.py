@@ -83,18 +83,6 @@ class AttachmentRow:
 
 
 @dataclass(frozen=True)
-class StatsRow:
-    ts: int
-    ok: int
-    error: int
-    missed: int
-    timeout: int
-    unknown: int
-    duration_sum: int
-    duration_count: int
-
-
-@dataclass(frozen=True)
 class ProcessingErrorRow:
     guid: uuid.UUID
     project_id: int | None
@@ -224,35 +212,46 @@ WHERE checkin_guid = %(guid)s::uuid AND monitor_id = %(monitor_id)s::bigint
 
 # Stats from the materialized rollups: ``source`` is the stored resolution (3600 or
 # 86400) and ``resolution`` a multiple of it, so buckets are sums of whole rows.
+# date_bin from the epoch is integer arithmetic; extract(epoch ...) is numeric and runs
+# only once per output bucket.
 STATS_FROM_ROLLUPS = """
-SELECT (floor(extract(epoch FROM r.bucket) / %(resolution)s::bigint) * %(resolution)s::bigint)::bigint AS ts,
-       sum(r.ok)::bigint AS ok, sum(r.error)::bigint AS error, sum(r.missed)::bigint AS missed,
-       sum(r.timeout)::bigint AS timeout, sum(r.unknown)::bigint AS unknown,
-       sum(r.duration_sum_ms)::bigint AS duration_sum, sum(r.duration_count)::bigint AS duration_count
-FROM checkin_rollups r
-WHERE r.monitor_environment_id IN (
-        SELECT me.id FROM monitor_environments me
-        WHERE me.monitor_id = %(monitor_id)s::bigint
-          AND (%(environments)s::text[] IS NULL OR me.environment = ANY(%(environments)s::text[])))
-  AND r.resolution = %(source)s::integer
-  AND r.bucket >= %(start)s::timestamptz AND r.bucket < %(end)s::timestamptz
-GROUP BY 1
+SELECT extract(epoch FROM g.bucket)::bigint AS ts, g.ok, g.error, g.missed, g.timeout, g.unknown,
+       g.duration_sum, g.duration_count
+FROM (
+  SELECT date_bin(make_interval(secs => %(resolution)s::integer), r.bucket, 'epoch'::timestamptz) AS bucket,
+         sum(r.ok)::bigint AS ok, sum(r.error)::bigint AS error, sum(r.missed)::bigint AS missed,
+         sum(r.timeout)::bigint AS timeout, sum(r.unknown)::bigint AS unknown,
+         sum(r.duration_sum_ms)::bigint AS duration_sum, sum(r.duration_count)::bigint AS duration_count
+  FROM checkin_rollups r
+  WHERE r.monitor_environment_id IN (
+          SELECT me.id FROM monitor_environments me
+          WHERE me.monitor_id = %(monitor_id)s::bigint
+            AND (%(environments)s::text[] IS NULL OR me.environment = ANY(%(environments)s::text[])))
+    AND r.resolution = %(source)s::integer
+    AND r.bucket >= %(start)s::timestamptz AND r.bucket < %(end)s::timestamptz
+  GROUP BY 1
+) g
 """
 
 # The same figures computed from the check-ins, with the rollups' counting rules:
-# IN_PROGRESS is never counted; a duration counts when a finished check-in has one.
+# IN_PROGRESS is never counted; a duration counts when a finished check-in has one;
+# a check-in belongs to the bucket of its date_added.
 STATS_FROM_CHECKINS = """
-SELECT (floor(extract(epoch FROM c.date_added) / %(resolution)s::bigint) * %(resolution)s::bigint)::bigint AS ts,
-       count(*) FILTER (WHERE c.status = 1) AS ok, count(*) FILTER (WHERE c.status = 2) AS error,
-       count(*) FILTER (WHERE c.status = 4) AS missed, count(*) FILTER (WHERE c.status = 5) AS timeout,
-       count(*) FILTER (WHERE c.status = 0) AS unknown,
-       coalesce(sum(c.duration_ms), 0)::bigint AS duration_sum, count(c.duration_ms) AS duration_count
-FROM checkins c JOIN monitor_environments me ON me.id = c.monitor_environment_id
-WHERE c.monitor_id = %(monitor_id)s::bigint
-  AND (%(environments)s::text[] IS NULL OR me.environment = ANY(%(environments)s::text[]))
-  AND c.status <> 3
-  AND c.date_added >= %(start)s::timestamptz AND c.date_added < %(end)s::timestamptz
-GROUP BY 1
+SELECT extract(epoch FROM g.bucket)::bigint AS ts, g.ok, g.error, g.missed, g.timeout, g.unknown,
+       g.duration_sum, g.duration_count
+FROM (
+  SELECT date_bin(make_interval(secs => %(resolution)s::integer), c.date_added, 'epoch'::timestamptz) AS bucket,
+         count(*) FILTER (WHERE c.status = 1) AS ok, count(*) FILTER (WHERE c.status = 2) AS error,
+         count(*) FILTER (WHERE c.status = 4) AS missed, count(*) FILTER (WHERE c.status = 5) AS timeout,
+         count(*) FILTER (WHERE c.status = 0) AS unknown,
+         coalesce(sum(c.duration_ms), 0)::bigint AS duration_sum, count(c.duration_ms) AS duration_count
+  FROM checkins c JOIN monitor_environments me ON me.id = c.monitor_environment_id
+  WHERE c.monitor_id = %(monitor_id)s::bigint
+    AND (%(environments)s::text[] IS NULL OR me.environment = ANY(%(environments)s::text[]))
+    AND c.status <> 3
+    AND c.date_added >= %(start)s::timestamptz AND c.date_added < %(end)s::timestamptz
+  GROUP BY 1
+) g
 """
 
 PROCESSING_ERRORS = """
@@ -282,6 +281,12 @@ async def fetch_one(conn: AsyncConnection[Any], row: type[_R], query: str, param
     async with conn.cursor(row_factory=class_row(row)) as cur:
         await cur.execute(query, params)
         return await cur.fetchone()
+
+
+async def fetch_tuples(conn: AsyncConnection[Any], query: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+    """Plain tuples, for results of thousands of rows (stats) where row objects would dominate."""
+    cur = await conn.execute(query, params)
+    return await cur.fetchall()
 
 
 async def token_organization(conn: AsyncConnection[Any], token_hash: bytes) -> int | None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from types import SimpleNamespace
 
 import pytest
 
@@ -89,7 +88,7 @@ def test_the_automatic_resolution_keeps_responses_small() -> None:
 
 def test_empty_buckets_are_zeros_and_duration_is_the_mean_of_counted_checkins() -> None:
     plan = plan_stats(0, 7200, 3600)
-    row = SimpleNamespace(ts=3600, ok=2, error=1, missed=1, timeout=0, unknown=0, duration_sum=301, duration_count=3)
+    row = (3600, 2, 1, 1, 0, 0, 301, 3)
     assert fill_buckets(plan, [row]) == [
         {"ts": 0, "ok": 0, "error": 0, "missed": 0, "timeout": 0, "unknown": 0, "duration": 0},
         {"ts": 3600, "ok": 2, "error": 1, "missed": 1, "timeout": 0, "unknown": 0, "duration": 301 / 3},
