@@ -22,7 +22,7 @@ from typing import Any, Final, Protocol
 
 import psycopg
 
-from consumers import clock_store
+from consumers import clock_store, store
 from schemas.clock import MarkMissing, MarkTimeout, encode_clock_task, task_key
 
 __all__ = ["DispatchResult", "KafkaTaskSink", "TaskSendError", "TaskSink", "dispatch_tick", "plan_tasks"]
@@ -113,7 +113,7 @@ def dispatch_tick(conn: psycopg.Connection[Any], sink: TaskSink, tick: datetime,
     committed; the tick is retried).
     """
     with conn.transaction():
-        if clock_store.load_offsets(conn, group, topic, [partition]).get(partition, 0) > offset:
+        if store.load_offsets(conn, group, topic, [partition]).get(partition, 0) > offset:
             return None
         envs = clock_store.due_environments(conn, tick, clock_store.load_cursor(conn, group, MISSING), limit)
         timeouts = clock_store.due_timeouts(conn, tick, clock_store.load_cursor(conn, group, TIMEOUT), limit)
@@ -122,7 +122,7 @@ def dispatch_tick(conn: psycopg.Connection[Any], sink: TaskSink, tick: datetime,
         clock_store.save_cursor(conn, group, MISSING, _next_cursor([(ts, i) for i, ts in envs], limit))
         clock_store.save_cursor(conn, group, TIMEOUT,
                                 _next_cursor([(t.timeout_at, t.checkin_id) for t in timeouts], limit))
-        clock_store.store_offsets(conn, group, topic, {partition: offset + 1})
+        store.save_offsets(conn, group, topic, {partition: offset + 1})
     bounded = len(envs) >= limit or len(timeouts) >= limit
     if bounded:
         log.info("tick %s bounded at %d tasks per kind; continuing on the next tick", tick, limit)

@@ -1,5 +1,8 @@
 """PostgreSQL for the clock, its dispatch and its tasks: named queries, set-based writes.
 
+Partition positions are written by the processor (``consumers.store.advance_partition_clocks``)
+and consumer offsets with ``consumers.store.load_offsets`` / ``save_offsets``, shared with it.
+
 Every function runs in the caller's connection; the callers own the transactions. Rows
 come back as frozen dataclasses. Row locks are always taken in id order (environments,
 then check-ins) so the clock tasks and the check-in processor cannot deadlock on order
@@ -22,12 +25,6 @@ from schemas.enums import CheckInStatus, MonitorStatus
 Conn = psycopg.Connection[Any]
 
 # --------------------------------------------------------------------------- clock
-
-UPSERT_POSITIONS = """
-INSERT INTO partition_clocks (topic, partition, ts)
-SELECT %(topic)s::text, p, ts FROM unnest(%(partitions)s::integer[], %(ts)s::timestamptz[]) AS u (p, ts)
-ON CONFLICT (topic, partition) DO UPDATE SET ts = GREATEST(partition_clocks.ts, EXCLUDED.ts)
-"""
 
 LOAD_POSITIONS = "SELECT partition, ts FROM partition_clocks WHERE topic = %(topic)s::text"
 
@@ -63,13 +60,6 @@ DELETE FROM clock_pending_ticks WHERE name = %(name)s::text AND ts = ANY(%(ticks
 """
 
 
-def record_positions(conn: Conn, topic: str, positions: Mapping[int, datetime]) -> None:
-    """Move partitions' positions forward (never back); for the processor's batch transaction."""
-    if positions:
-        parts = sorted(positions)
-        conn.execute(UPSERT_POSITIONS, {"topic": topic, "partitions": parts, "ts": [positions[p] for p in parts]})
-
-
 def load_positions(conn: Conn, topic: str) -> dict[int, datetime]:
     return {int(p): ts for p, ts in conn.execute(LOAD_POSITIONS, {"topic": topic})}
 
@@ -95,37 +85,6 @@ def reclaim_pending_ticks(conn: Conn, name: str, lease: timedelta) -> list[datet
 
 def delete_pending_ticks(conn: Conn, name: str, ticks: Sequence[datetime]) -> None:
     conn.execute(DELETE_PENDING_TICKS, {"name": name, "ticks": list(ticks)})
-
-
-# --------------------------------------------------------------------------- offsets
-
-LOAD_OFFSETS = """
-SELECT partition, next_offset FROM consumer_offsets
- WHERE consumer_group = %(group)s::text AND topic = %(topic)s::text AND partition = ANY(%(partitions)s::integer[])
- ORDER BY partition
-   FOR UPDATE
-"""
-
-STORE_OFFSETS = """
-INSERT INTO consumer_offsets (consumer_group, topic, partition, next_offset)
-SELECT %(group)s::text, %(topic)s::text, p, o FROM unnest(%(partitions)s::integer[], %(offsets)s::bigint[]) AS u (p, o)
-ON CONFLICT (consumer_group, topic, partition)
-DO UPDATE SET next_offset = GREATEST(consumer_offsets.next_offset, EXCLUDED.next_offset)
-"""
-
-
-def load_offsets(conn: Conn, group: str, topic: str, partitions: Iterable[int]) -> dict[int, int]:
-    """Stored next offsets of ``partitions``, locked until the transaction ends (a zombie
-    consumer of the same partition waits, then sees the offsets and skips)."""
-    params = {"group": group, "topic": topic, "partitions": sorted(set(partitions))}
-    return {int(p): int(o) for p, o in conn.execute(LOAD_OFFSETS, params)}
-
-
-def store_offsets(conn: Conn, group: str, topic: str, next_offsets: Mapping[int, int]) -> None:
-    if next_offsets:
-        parts = sorted(next_offsets)
-        conn.execute(STORE_OFFSETS, {"group": group, "topic": topic, "partitions": parts,
-                                     "offsets": [next_offsets[p] for p in parts]})
 
 
 # --------------------------------------------------------------------------- dispatch

@@ -30,12 +30,14 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Final
 
 import faust
+import orjson
 import psycopg
 
-from consumers import clock_store, incident_store
+from consumers import clock_store, incident_store, store
 from consumers.clock_dispatch import TaskSendError, KafkaTaskSink, dispatch_tick
 from consumers.clock_store import MissedCheckIn, TaskEnvironment, TimeoutCheckIn
 from consumers.context import WorkerContext
+from consumers.store import StoreUnavailable, wrap_exceptions
 from consumers.incidents import IncidentState, apply_result
 from schemas.clock import MarkMissing, MarkTimeout, decode_clock_task, decode_clock_tick
 from schemas.enums import CheckInStatus, MonitorStatus
@@ -89,8 +91,6 @@ class MissedPlan:
 @functools.lru_cache(maxsize=4096)
 def _config(config_json: str) -> MonitorConfig:
     """Parsed monitor config; cached because most monitors share a handful of configs."""
-    import orjson
-
     return config_from_json(orjson.loads(config_json))
 
 
@@ -265,7 +265,7 @@ def apply_task_batch(conn: psycopg.Connection[Any], messages: Sequence[TaskMessa
     committed: the caller retries the same batch).
     """
     with conn.transaction():
-        stored = clock_store.load_offsets(conn, group, topic, {m.partition for m in messages})
+        stored = store.load_offsets(conn, group, topic, {m.partition for m in messages})
         fresh = [m for m in messages if m.offset >= stored.get(m.partition, 0)]
         tasks = [m.task for m in fresh if m.task is not None]
         envs = clock_store.load_task_environments(conn, {t.monitor_environment_id for t in tasks})
@@ -275,7 +275,7 @@ def apply_task_batch(conn: psycopg.Connection[Any], messages: Sequence[TaskMessa
         ids = clock_store.allocate_checkin_ids(conn, sum(isinstance(d, DueMissed) for d in decisions))
         writes = plan_writes(decisions, envs, iter(ids))
         _write(conn, writes, deadlines)
-        clock_store.store_offsets(conn, group, topic, _next_offsets(messages))
+        store.save_offsets(conn, group, topic, _next_offsets(messages))
     return TaskBatch(skipped=len(messages) - len(fresh), missed=len(writes.missed),
                      timeouts=len(writes.timeouts), incidents_opened=len(writes.opened))
 
@@ -304,8 +304,6 @@ _RETRY_DELAYS_S: Final = (0.5, 1.0, 2.0, 5.0, 10.0)
 async def _with_retries(what: str, work: Callable[[], Any]) -> Any:
     """Run ``work`` in a thread until it succeeds: database and broker outages are
     transient here (nothing was committed), anything else is a bug and propagates."""
-    from consumers.store import StoreUnavailable, wrap_exceptions
-
     def attempt() -> Any:
         with wrap_exceptions():
             return work()

@@ -10,7 +10,7 @@ import psycopg
 import pytest
 from clock_helpers import tick_times
 
-from consumers import clock_store
+from consumers import store
 from consumers.clock import KafkaTickSink, TickSendError, advance_clock
 from schemas.topics import Topics
 
@@ -26,7 +26,7 @@ def _advance(database_url: str, sink: KafkaTickSink | object, topics: Topics, pa
 
 def _record(database_url: str, topics: Topics, positions: dict[int, datetime]) -> None:
     with psycopg.connect(database_url, autocommit=True) as conn:
-        clock_store.record_positions(conn, topics.ingest, positions)
+        store.advance_partition_clocks(conn, topics.ingest, positions)
 
 
 def test_positions_at_t_5s_1m_1m_3m5s_tick_t_1m_2m_3m_once_each(
@@ -77,7 +77,7 @@ def test_racing_instances_produce_every_tick_exactly_once(
                 start.wait()
                 for minute in range(1, minutes + 1):
                     if partition is not None:  # this instance "processes" one partition
-                        clock_store.record_positions(conn, topics.ingest, {partition: T + minute * M})
+                        store.advance_partition_clocks(conn, topics.ingest, {partition: T + minute * M})
                     advance_clock(conn, sink, topic=topics.ingest, partitions=2)
         except BaseException as exc:  # surfaced by the assertion below
             failures.append(exc)
