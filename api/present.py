@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from typing import Any
+from urllib.parse import quote
 
 from api.store import CheckInRow, EnvironmentRow, MonitorRow, ProcessingErrorRow
 from schemas.api import (
@@ -84,3 +85,15 @@ def processing_error(row: ProcessingErrorRow) -> ProcessingError:
         errors=[ProcessingErrorDetail(type=row.type, name=_error_name(row.type), reason=row.reason)],
         date_added=row.date_added,
     )
+
+
+def content_disposition(filename: str) -> str:
+    """``attachment; filename="..."``, plus an RFC 5987 ``filename*`` when the name is not plain ASCII.
+
+    Quotes, backslashes and control characters never reach the plain form, so a stored
+    name cannot break out of the header.
+    """
+    plain = "".join(c for c in filename if c.isascii() and c.isprintable() and c not in '"\\') or "attachment"
+    if plain == filename:
+        return f'attachment; filename="{plain}"'
+    return f"attachment; filename=\"{plain}\"; filename*=utf-8''{quote(filename, safe='')}"

@@ -4,8 +4,10 @@ Monitor resources are written once, in :func:`monitor_routes`, and registered tw
 under ``/organizations/{org}/monitors/{monitor}`` and under
 ``/projects/{org}/{project}/monitors/{monitor}``. The two registrations differ only in
 the dependency that resolves the monitor, so twins return identical bodies.
-"""
 
+No ``from __future__ import annotations`` here: FastAPI reads the handlers' annotations at
+registration, and the closures' local ``Scope`` alias only exists at that moment.
+"""
 
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -17,11 +19,11 @@ from api import present, store
 from api.checkin_pages import checkin_page
 from api.errors import BadParameter, NotFound
 from api.pagination import MAX_PER_PAGE, link_header
-from api.params import MAX_TIMESTAMP, Cursor, TimeRange, parse_cursor, parse_duration, time_range
+from api.params import MAX_TIMESTAMP, Cursor, TimeRange, from_unix, parse_cursor, parse_duration, time_range
 from api.resolve import Conn, MonitorScope, Organization, find_checkin, find_environment
 from api.resolve import as_number, project
 from api.responses import JsonResponse
-from api.stats import fill_buckets, plan_stats, unix
+from api.stats import StatsPlan, fill_buckets, plan_stats, unix
 from api.store import EnvironmentRow, MonitorRow, ProcessingErrorRow, ProjectRow
 from schemas.api import CheckIn, EnvironmentDetails, ErrorBody, Monitor, ProcessingError, StatsBucket
 from schemas.enums import MonitorStatus, parse_monitor_status
@@ -116,7 +118,7 @@ def monitor_routes(resolve_monitor: Callable[..., Awaitable[MonitorScope]]) -> A
         if row is None:
             raise NotFound("Check-in has no attachment")
         return Response(row.data, media_type=row.content_type,
-                        headers={"Content-Disposition": content_disposition(row.filename)})
+                        headers={"Content-Disposition": present.content_disposition(row.filename)})
 
     @router.get("/stats/", response_model=list[StatsBucket], summary="Counts and mean duration per bucket")
     async def monitor_stats(
@@ -124,13 +126,9 @@ def monitor_routes(resolve_monitor: Callable[..., Awaitable[MonitorScope]]) -> A
         resolution: Annotated[str | None, Query(description="Seconds or 1h/1d; automatic when absent")] = None,
         environment: Environments = None,
     ) -> Response:
-        end = int(until) if until is not None else unix(datetime.now(UTC))
-        start = int(since) if since is not None else max(end - int(DEFAULT_STATS_RANGE.total_seconds()), 0)
-        if start > end:
-            raise BadParameter("since", "must not be after until")
-        plan = plan_stats(start, end, None if resolution is None else parse_duration("resolution", resolution))
+        plan = _stats_plan(since, until, resolution, datetime.now(UTC))
         params = {"monitor_id": scope.monitor.id, "environments": environment, "resolution": plan.resolution,
-                  "source": plan.source, "start": _from_unix(plan.start), "end": _from_unix(plan.end)}
+                  "source": plan.source, "start": from_unix(plan.start), "end": from_unix(plan.end)}
         query = store.STATS_FROM_CHECKINS if plan.source is None else store.STATS_FROM_ROLLUPS
         rows = await store.fetch_tuples(conn, query, params)
         return JsonResponse(fill_buckets(plan, rows))
@@ -154,21 +152,13 @@ def monitor_routes(resolve_monitor: Callable[..., Awaitable[MonitorScope]]) -> A
     return router
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def _from_unix(seconds: int) -> datetime:
-    return _EPOCH + timedelta(seconds=seconds)
-
-
-def content_disposition(filename: str) -> str:
-    """``attachment; filename="..."``, with an RFC 5987 form when the name is not plain ASCII."""
-    from urllib.parse import quote
-
-    plain = "".join(c for c in filename if c.isascii() and c.isprintable() and c not in '"\\') or "attachment"
-    if plain == filename:
-        return f'attachment; filename="{plain}"'
-    return f"attachment; filename=\"{plain}\"; filename*=utf-8''{quote(filename, safe='')}"
+def _stats_plan(since: float | None, until: float | None, resolution: str | None, now: datetime) -> StatsPlan:
+    """Buckets for a stats request; the range defaults to the day before ``until`` (or now)."""
+    end = int(until) if until is not None else unix(now)
+    start = int(since) if since is not None else max(end - int(DEFAULT_STATS_RANGE.total_seconds()), 0)
+    if start > end:
+        raise BadParameter("since", "must not be after until")
+    return plan_stats(start, end, None if resolution is None else parse_duration("resolution", resolution))
 
 
 def organization_routes() -> APIRouter:

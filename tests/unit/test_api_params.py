@@ -9,7 +9,7 @@ import pytest
 from api.errors import BadParameter, describe_validation
 from api.metrics import route_template
 from api.params import Cursor, parse_cursor, parse_duration, time_range
-from api.routes import content_disposition
+from api.present import content_disposition
 from api.stats import MAX_BUCKETS, fill_buckets, plan_stats
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
