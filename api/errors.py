@@ -11,8 +11,9 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from api.responses import JsonResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from api.responses import JsonResponse
 
 
 class ApiError(Exception):

@@ -20,8 +20,7 @@ from api.checkin_pages import checkin_page
 from api.errors import BadParameter, NotFound
 from api.pagination import MAX_PER_PAGE, link_header
 from api.params import MAX_TIMESTAMP, Cursor, TimeRange, from_unix, parse_cursor, parse_duration, time_range
-from api.resolve import Conn, MonitorScope, Organization, find_checkin, find_environment
-from api.resolve import as_number, project
+from api.resolve import Conn, MonitorScope, Organization, as_number, find_checkin, find_environment, project
 from api.responses import JsonResponse
 from api.stats import StatsPlan, fill_buckets, plan_stats, unix
 from api.store import EnvironmentRow, MonitorRow, ProcessingErrorRow, ProjectRow
@@ -135,8 +134,9 @@ def monitor_routes(resolve_monitor: Callable[..., Awaitable[MonitorScope]]) -> A
 
     @router.get("/environments/{environment}/", response_model=EnvironmentDetails,
                 summary="One environment: status, next and last check-in, open incident, recent check-ins")
-    async def monitor_environment(scope: Scope, conn: Conn,
-                                  environment: Annotated[str, Path(description="Environment name")]) -> EnvironmentDetails:
+    async def monitor_environment(
+        scope: Scope, conn: Conn, environment: Annotated[str, Path(description="Environment name")],
+    ) -> EnvironmentDetails:
         row = await find_environment(conn, scope.monitor, environment)
         page = await checkin_page(conn, scope.monitor.id, [environment], TimeRange(None, None),
                                   None, RECENT_CHECKINS)

@@ -335,5 +335,5 @@ def test_health_and_metrics_need_no_token(client: TestClient, world: World) -> N
     assert client.get("/healthz").json() == {"status": "ok"}
     get(client, world.acme_token, "/api/0/organizations/acme/monitors/")
     metrics = client.get("/metrics").text
-    assert 'cronpipe_api_requests_total{route="/api/0/organizations/{organization_id_or_slug}/monitors/",status="200"}' \
-        in metrics
+    route = "/api/0/organizations/{organization_id_or_slug}/monitors/"
+    assert f'cronpipe_api_requests_total{{route="{route}",status="200"}}' in metrics
