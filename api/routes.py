@@ -108,7 +108,8 @@ def monitor_routes(resolve_monitor: Callable[..., Awaitable[MonitorScope]]) -> A
         return present.checkin(await find_checkin(conn, scope.monitor, checkin_id, environment))
 
     @router.get("/checkins/{checkin_id}/attachment/", response_class=Response, summary="A check-in's attachment",
-                responses={200: {"content": {"application/octet-stream": {}}, "description": "The file"}})
+                responses={200: {"content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
+                                "description": "The file, with its stored Content-Type"}})
     async def monitor_checkin_attachment(scope: Scope, conn: Conn, checkin_id: CheckinKey,
                                          environment: LatestEnvironment = None) -> Response:
         found = await find_checkin(conn, scope.monitor, checkin_id, environment)
