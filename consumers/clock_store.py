@@ -11,7 +11,6 @@ alone; a deadlock that PostgreSQL still detects is a transient error the caller 
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -43,7 +42,7 @@ ON CONFLICT (name) DO NOTHING
 
 ADD_PENDING_TICKS = """
 INSERT INTO clock_pending_ticks (name, ts, claimed_at)
-SELECT %(name)s::text, ts, clock_timestamp() FROM unnest(%(ticks)s::timestamptz[]) AS u (ts)
+SELECT %(name)s::text, ts, clock_timestamp() FROM unnest(%(ticks)b::timestamptz[]) AS u (ts)
 ON CONFLICT (name, ts) DO NOTHING
 """
 
@@ -56,7 +55,7 @@ RETURNING ts
 """
 
 DELETE_PENDING_TICKS = """
-DELETE FROM clock_pending_ticks WHERE name = %(name)s::text AND ts = ANY(%(ticks)s::timestamptz[])
+DELETE FROM clock_pending_ticks WHERE name = %(name)s::text AND ts = ANY(%(ticks)b::timestamptz[])
 """
 
 
@@ -171,7 +170,7 @@ SELECT me.id, me.monitor_id, m.project_id, (m.status = {int(MonitorStatus.DISABL
        EXISTS (SELECT 1 FROM incidents i
                 WHERE i.monitor_environment_id = me.id AND i.resolving_timestamp IS NULL)
   FROM monitor_environments me JOIN monitors m ON m.id = me.monitor_id
- WHERE me.id = ANY(%(ids)s::bigint[])
+ WHERE me.id = ANY(%(ids)b::bigint[])
  ORDER BY me.id
    FOR UPDATE OF me
 """
@@ -184,37 +183,55 @@ SELECT c.id, c.monitor_environment_id, c.status, c.date_added, c.timeout_at,
                   AND n.date_added > c.date_added
                   AND n.status IN ({int(CheckInStatus.OK)}, {int(CheckInStatus.ERROR)})) AS has_newer
   FROM checkins c
- WHERE c.id = ANY(%(ids)s::bigint[])
+ WHERE c.id = ANY(%(ids)b::bigint[])
  ORDER BY c.id
    FOR UPDATE OF c
 """
 
 ALLOCATE_CHECKIN_IDS = "SELECT nextval('checkins_id_seq') FROM generate_series(1, %(n)s)"
 
-COPY_MISSED = """
-COPY checkins (id, guid, project_id, monitor_id, monitor_environment_id, status, date_added,
-               date_updated, date_clock, expected_time, monitor_config)
-FROM STDIN
+# Monitor, project and config come from the locked environment's monitor, the guid from
+# PostgreSQL: the batch ships only four arrays (binary) for any number of MISSED rows.
+INSERT_MISSED = f"""
+INSERT INTO checkins (id, guid, project_id, monitor_id, monitor_environment_id, status, date_added,
+                      date_updated, date_clock, expected_time, monitor_config)
+SELECT u.id, gen_random_uuid(), m.project_id, m.id, u.env_id, {int(CheckInStatus.MISSED)}, u.expected_time,
+       u.clock, u.clock, u.expected_time, m.config
+  FROM unnest(%(ids)b::bigint[], %(env_ids)b::bigint[], %(expected)b::timestamptz[], %(clock)b::timestamptz[])
+       AS u (id, env_id, expected_time, clock)
+  JOIN monitor_environments me ON me.id = u.env_id
+  JOIN monitors m ON m.id = me.monitor_id
 """
 
-UPDATE_DEADLINES = """
+# One pass over the environments a batch touched: the new deadline where a task moved it,
+# the incident runs and status where a result counted, each kept as is otherwise.
+UPDATE_ENVIRONMENTS = """
 UPDATE monitor_environments AS me
-   SET next_checkin = u.next_checkin, next_checkin_latest = u.next_checkin_latest
-  FROM unnest(%(ids)s::bigint[], %(next)s::timestamptz[], %(latest)s::timestamptz[])
-       AS u (id, next_checkin, next_checkin_latest)
+   SET next_checkin = CASE WHEN u.has_deadline THEN u.next_checkin ELSE me.next_checkin END,
+       next_checkin_latest = CASE WHEN u.has_deadline THEN u.next_checkin_latest ELSE me.next_checkin_latest END,
+       failure_run = coalesce(u.failure_run, me.failure_run),
+       failure_run_start_id = CASE WHEN u.has_state THEN u.start_id ELSE me.failure_run_start_id END,
+       failure_run_start_at = CASE WHEN u.has_state THEN u.start_at ELSE me.failure_run_start_at END,
+       ok_run = coalesce(u.ok_run, me.ok_run),
+       status = coalesce(u.status, me.status)
+  FROM unnest(%(ids)b::bigint[], %(has_deadline)b::boolean[], %(next)b::timestamptz[], %(latest)b::timestamptz[],
+              %(has_state)b::boolean[], %(failure_runs)b::integer[], %(start_ids)b::bigint[],
+              %(start_ats)b::timestamptz[], %(ok_runs)b::integer[], %(statuses)b::smallint[])
+       AS u (id, has_deadline, next_checkin, next_checkin_latest, has_state, failure_run, start_id, start_at,
+             ok_run, status)
  WHERE me.id = u.id
 """
 
 MARK_TIMEOUTS = f"""
 UPDATE checkins AS c SET status = {int(CheckInStatus.TIMEOUT)}, date_updated = u.ts
-  FROM unnest(%(ids)s::bigint[], %(ts)s::timestamptz[]) AS u (id, ts)
+  FROM unnest(%(ids)b::bigint[], %(ts)b::timestamptz[]) AS u (id, ts)
  WHERE c.id = u.id AND c.status = {int(CheckInStatus.IN_PROGRESS)}
 """
 
 ADD_ROLLUPS = """
 INSERT INTO checkin_rollups AS r (monitor_environment_id, resolution, bucket, missed, timeout)
-SELECT * FROM unnest(%(env_ids)s::bigint[], %(resolutions)s::integer[], %(buckets)s::timestamptz[],
-                     %(missed)s::integer[], %(timeout)s::integer[])
+SELECT * FROM unnest(%(env_ids)b::bigint[], %(resolutions)b::integer[], %(buckets)b::timestamptz[],
+                     %(missed)b::integer[], %(timeout)b::integer[])
 ON CONFLICT (monitor_environment_id, resolution, bucket)
 DO UPDATE SET missed = r.missed + EXCLUDED.missed, timeout = r.timeout + EXCLUDED.timeout
 """
@@ -245,18 +262,18 @@ class TimeoutCheckIn:
 
 @dataclass(frozen=True)
 class MissedCheckIn:
+    """A MISSED check-in to insert: id pre-allocated, ``date_added = expected_time``."""
+
     id: int
-    guid: uuid.UUID
-    project_id: int
-    monitor_id: int
     env_id: int
     expected_time: datetime
     clock: datetime
-    config_json: str
 
 
 def load_task_environments(conn: Conn, env_ids: Iterable[int]) -> dict[int, TaskEnvironment]:
     """The environments the tasks name, locked (in id order) until the transaction ends."""
+    if not env_ids:
+        return {}
     rows = conn.execute(LOAD_TASK_ENVIRONMENTS, {"ids": sorted(set(env_ids))})
     return {r[0]: TaskEnvironment(id=r[0], monitor_id=r[1], project_id=r[2], disabled=r[3],
                                   status=MonitorStatus(r[4]), config_json=r[5], next_checkin=r[6],
@@ -266,6 +283,8 @@ def load_task_environments(conn: Conn, env_ids: Iterable[int]) -> dict[int, Task
 
 
 def load_timeout_checkins(conn: Conn, checkin_ids: Iterable[int]) -> dict[int, TimeoutCheckIn]:
+    if not checkin_ids:
+        return {}
     rows = conn.execute(LOAD_TIMEOUT_CHECKINS, {"ids": sorted(set(checkin_ids))})
     return {r[0]: TimeoutCheckIn(id=r[0], env_id=r[1], status=CheckInStatus(r[2]), date_added=r[3],
                                  timeout_at=r[4], has_newer_result=r[5])
@@ -279,21 +298,33 @@ def allocate_checkin_ids(conn: Conn, count: int) -> list[int]:
 
 
 def insert_missed(conn: Conn, missed: Sequence[MissedCheckIn]) -> None:
-    """COPY the MISSED check-ins (date_added = expected_time = the slot)."""
-    if not missed:
+    """Insert the MISSED check-ins (date_added = expected_time = the slot, fresh guids)."""
+    if missed:
+        conn.execute(INSERT_MISSED, {"ids": [m.id for m in missed], "env_ids": [m.env_id for m in missed],
+                                     "expected": [m.expected_time for m in missed],
+                                     "clock": [m.clock for m in missed]})
+
+
+def update_environments(conn: Conn, deadlines: Mapping[int, tuple[datetime | None, datetime | None]],
+                        states: Mapping[int, tuple[IncidentState, MonitorStatus]]) -> None:
+    """Write new deadlines and incident states (as ``incident_store.save_states`` would)
+    in one statement, environments in id order."""
+    ids = sorted(set(deadlines) | set(states))
+    if not ids:
         return
-    status = int(CheckInStatus.MISSED)
-    with conn.cursor().copy(COPY_MISSED) as copy:
-        for m in missed:
-            copy.write_row((m.id, m.guid, m.project_id, m.monitor_id, m.env_id, status, m.expected_time,
-                            m.clock, m.clock, m.expected_time, m.config_json))
-
-
-def update_deadlines(conn: Conn, deadlines: Mapping[int, tuple[datetime | None, datetime | None]]) -> None:
-    if deadlines:
-        ids = sorted(deadlines)
-        conn.execute(UPDATE_DEADLINES, {"ids": ids, "next": [deadlines[i][0] for i in ids],
-                                        "latest": [deadlines[i][1] for i in ids]})
+    none_deadline: tuple[datetime | None, datetime | None] = (None, None)
+    moved = [deadlines.get(i, none_deadline) for i in ids]
+    counted = [states.get(i) for i in ids]
+    conn.execute(UPDATE_ENVIRONMENTS, {
+        "ids": ids, "has_deadline": [i in deadlines for i in ids],
+        "next": [d[0] for d in moved], "latest": [d[1] for d in moved],
+        "has_state": [c is not None for c in counted],
+        "failure_runs": [c[0].failure_run if c else None for c in counted],
+        "start_ids": [c[0].failure_run_start_id if c else None for c in counted],
+        "start_ats": [c[0].failure_run_start_at if c else None for c in counted],
+        "ok_runs": [c[0].ok_run if c else None for c in counted],
+        "statuses": [int(c[1]) if c else None for c in counted],
+    })
 
 
 def mark_timeouts(conn: Conn, timeouts: Mapping[int, datetime]) -> int:

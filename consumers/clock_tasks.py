@@ -22,7 +22,7 @@ import asyncio
 import functools
 import itertools
 import logging
-import uuid
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -61,7 +61,7 @@ log = logging.getLogger("cronpipe.clock.tasks")
 
 UTC = timezone.utc
 MAX_MISSED_PER_TASK: Final = 1440
-TASK_BATCH_SIZE: Final = 5000
+TASK_BATCH_SIZE: Final = 2000
 TASK_BATCH_WITHIN_S: Final = 0.2
 ROLLUP_RESOLUTIONS: Final = (3600, 86400)
 
@@ -83,7 +83,7 @@ class TaskMessage:
 
 @dataclass(frozen=True)
 class MissedPlan:
-    slots: list[datetime]
+    slots: tuple[datetime, ...]
     next_checkin: datetime
     next_checkin_latest: datetime
 
@@ -105,7 +105,7 @@ def missed_slots(config: MonitorConfig, next_checkin: datetime | None, next_chec
     margin = timedelta(minutes=config.effective_checkin_margin)
     first = next_checkin if next_checkin is not None else next_checkin_latest - margin
     later = expected_times(config.schedule, config.timezone, first, ts - margin, max(0, limit - 1))
-    slots = [first, *later]
+    slots = (first, *later)
     upcoming = next_expected(config.schedule, config.timezone, slots[-1])
     return MissedPlan(slots, upcoming, upcoming + margin)
 
@@ -143,10 +143,18 @@ class _Env:
     next_checkin_latest: datetime | None
 
 
+@functools.lru_cache(maxsize=65536)
+def _missed_slots_cached(config_json: str, next_checkin: datetime | None, next_checkin_latest: datetime | None,
+                         tick: datetime) -> MissedPlan | None:
+    """:func:`missed_slots` memoized: monitors sharing a schedule and a due slot (most of
+    them, at the top of the hour) share the answer, so a tick computes it once."""
+    return missed_slots(_config(config_json), next_checkin, next_checkin_latest, tick)
+
+
 def _decide_missing(task: MarkMissing, env: _Env, tick: datetime, out: list[Decision],
                     deadlines: Deadlines) -> None:
     try:
-        plan = missed_slots(_config(env.row.config_json), env.next_checkin, env.next_checkin_latest, tick)
+        plan = _missed_slots_cached(env.row.config_json, env.next_checkin, env.next_checkin_latest, tick)
     except (ConfigError, ScheduleError, ValueError) as exc:
         # One broken monitor must not stop the stream: stop its deadline and say why.
         log.warning("environment %d: cannot compute missed slots (%s); deadline cleared", env.row.id, exc)
@@ -211,7 +219,7 @@ def _count(writes: TaskWrites, env_id: int, date_added: datetime, missed: int, t
 
 
 def plan_writes(decisions: Sequence[Decision], envs: dict[int, TaskEnvironment],
-                checkin_ids: Iterator[int], new_guid: Callable[[], uuid.UUID] = uuid.uuid4) -> TaskWrites:
+                checkin_ids: Iterator[int]) -> TaskWrites:
     """Turn decisions into rows: MISSED check-ins (with pre-allocated ids), TIMEOUT
     transitions, rollup increments and incident changes, applied in decision order."""
     writes = TaskWrites()
@@ -220,8 +228,7 @@ def plan_writes(decisions: Sequence[Decision], envs: dict[int, TaskEnvironment],
         env = envs[decision.env_id]
         if isinstance(decision, DueMissed):
             checkin_id, status, ts = next(checkin_ids), CheckInStatus.MISSED, decision.expected_time
-            writes.missed.append(MissedCheckIn(checkin_id, new_guid(), env.project_id, env.monitor_id, env.id,
-                                               ts, decision.tick, env.config_json))
+            writes.missed.append(MissedCheckIn(checkin_id, env.id, ts, decision.tick))
             _count(writes, env.id, ts, 1, 0)
         else:
             checkin_id, status, ts = decision.checkin_id, CheckInStatus.TIMEOUT, decision.date_added
@@ -283,10 +290,9 @@ def apply_task_batch(conn: psycopg.Connection[Any], messages: Sequence[TaskMessa
 def _write(conn: psycopg.Connection[Any], writes: TaskWrites, deadlines: Deadlines) -> None:
     clock_store.insert_missed(conn, writes.missed)
     clock_store.mark_timeouts(conn, writes.timeouts)
-    clock_store.update_deadlines(conn, deadlines)
     clock_store.add_rollups(conn, writes.rollups)
     incident_store.open_incidents(conn, writes.opened)
-    incident_store.save_states(conn, writes.states)
+    clock_store.update_environments(conn, deadlines, writes.states)
 
 
 def _next_offsets(messages: Sequence[TaskMessage]) -> dict[int, int]:
@@ -365,8 +371,10 @@ def register(app: faust.App, ctx: WorkerContext) -> None:
     @app.agent(task_topic, concurrency=1, name=f"{group}-clock-tasks")
     async def clock_tasks(stream: faust.StreamT[bytes]) -> None:
         async for events in stream.take_events(TASK_BATCH_SIZE, within=TASK_BATCH_WITHIN_S):
+            started = time.perf_counter()
             messages = _decode_tasks(events)
             done = await _with_retries(f"batch of {len(messages)} clock tasks", functools.partial(apply, messages))
             if done.missed or done.timeouts:
-                log.info("clock tasks: %d missed, %d timeouts, %d incidents opened",
-                         done.missed, done.timeouts, done.incidents_opened)
+                log.info("clock tasks: %d tasks → %d missed, %d timeouts, %d incidents opened in %.2fs",
+                         len(messages), done.missed, done.timeouts, done.incidents_opened,
+                         time.perf_counter() - started)

@@ -36,8 +36,8 @@ ON CONFLICT (monitor_environment_id) WHERE resolving_timestamp IS NULL DO NOTHIN
 
 OPEN_INCIDENTS = """
 INSERT INTO incidents (monitor_id, monitor_environment_id, starting_checkin_id, starting_timestamp)
-SELECT * FROM unnest(%(monitor_ids)s::bigint[], %(env_ids)s::bigint[], %(checkin_ids)s::bigint[],
-                     %(ts)s::timestamptz[])
+SELECT * FROM unnest(%(monitor_ids)b::bigint[], %(env_ids)b::bigint[], %(checkin_ids)b::bigint[],
+                     %(ts)b::timestamptz[])
 ON CONFLICT (monitor_environment_id) WHERE resolving_timestamp IS NULL DO NOTHING
 """
 
@@ -50,7 +50,7 @@ UPDATE incidents
 RESOLVE_INCIDENTS = """
 UPDATE incidents AS i
    SET resolving_checkin_id = r.checkin_id, resolving_timestamp = r.ts
-  FROM unnest(%(env_ids)s::bigint[], %(checkin_ids)s::bigint[], %(ts)s::timestamptz[])
+  FROM unnest(%(env_ids)b::bigint[], %(checkin_ids)b::bigint[], %(ts)b::timestamptz[])
        AS r (env_id, checkin_id, ts)
  WHERE i.monitor_environment_id = r.env_id AND i.resolving_timestamp IS NULL
 """
@@ -62,7 +62,7 @@ SELECT me.id, me.failure_run, me.failure_run_start_id, me.failure_run_start_at, 
        EXISTS (SELECT 1 FROM incidents i
                 WHERE i.monitor_environment_id = me.id AND i.resolving_timestamp IS NULL)
   FROM monitor_environments me
- WHERE me.id = ANY(%(env_ids)s::bigint[])
+ WHERE me.id = ANY(%(env_ids)b::bigint[])
  ORDER BY me.id
 """
 
@@ -70,8 +70,8 @@ SAVE_STATES = """
 UPDATE monitor_environments AS me
    SET failure_run = s.failure_run, failure_run_start_id = s.start_id,
        failure_run_start_at = s.start_at, ok_run = s.ok_run, status = s.status
-  FROM unnest(%(env_ids)s::bigint[], %(failure_runs)s::integer[], %(start_ids)s::bigint[],
-              %(start_ats)s::timestamptz[], %(ok_runs)s::integer[], %(statuses)s::smallint[])
+  FROM unnest(%(env_ids)b::bigint[], %(failure_runs)b::integer[], %(start_ids)b::bigint[],
+              %(start_ats)b::timestamptz[], %(ok_runs)b::integer[], %(statuses)b::smallint[])
        AS s (env_id, failure_run, start_id, start_at, ok_run, status)
  WHERE me.id = s.env_id
 """

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import datetime, timedelta, timezone
 from itertools import count
 
@@ -41,7 +40,7 @@ def test_a_silent_every_minute_monitor_misses_exactly_the_minutes_past_their_mar
     config = config_from_json(orjson.loads(_config("* * * * *")))
     plan = missed_slots(config, T, T + M, T + 4 * M)
     assert plan is not None
-    assert plan.slots == [T, T + M, T + 2 * M, T + 3 * M]
+    assert plan.slots == (T, T + M, T + 2 * M, T + 3 * M)
     assert (plan.next_checkin, plan.next_checkin_latest) == (T + 4 * M, T + 5 * M)
 
 
@@ -53,7 +52,7 @@ def test_nothing_is_missed_before_the_deadline() -> None:
 def test_slots_inside_a_wide_margin_are_not_missed_yet() -> None:
     config = config_from_json(orjson.loads(_config("* * * * *", checkin_margin=5)))
     plan = missed_slots(config, T, T + 5 * M, T + 5 * M)
-    assert plan is not None and plan.slots == [T]
+    assert plan is not None and plan.slots == (T,)
     assert (plan.next_checkin, plan.next_checkin_latest) == (T + M, T + 6 * M)
 
 
@@ -79,7 +78,7 @@ def test_a_daily_monitor_is_missed_at_local_midnight_plus_margin_across_dst(
     following = datetime.fromisoformat(next_midnight_utc).replace(tzinfo=UTC)
     assert missed_slots(config, midnight, midnight + 5 * M, midnight + 4 * M) is None
     plan = missed_slots(config, midnight, midnight + 5 * M, midnight + 5 * M)
-    assert plan is not None and plan.slots == [midnight]
+    assert plan is not None and plan.slots == (midnight,)
     assert (plan.next_checkin, plan.next_checkin_latest) == (following, following + 5 * M)
 
 
@@ -120,13 +119,12 @@ def test_an_older_run_times_out_without_failing_when_a_newer_run_finished() -> N
     assert writes.rollups[(1, 3600, T)] == (0, 1)
 
 
-def test_missed_check_ins_get_ids_guids_rollups_and_open_an_incident_at_the_threshold() -> None:
+def test_missed_check_ins_get_ids_rollups_and_open_an_incident_at_the_threshold() -> None:
     env = _env(_config("* * * * *", failure_issue_threshold=3), T)
     decisions, _ = decide([MarkMissing(ts=_ts(T + 4 * M), monitor_environment_id=1)], {1: env}, {})
-    guids = iter([uuid.UUID(int=i) for i in range(1, 10)])
-    writes = plan_writes(decisions, {1: env}, count(100), lambda: next(guids))
-    assert [(m.id, m.expected_time) for m in writes.missed] == [(100 + i, T + i * M) for i in range(4)]
-    assert writes.missed[0].guid == uuid.UUID(int=1)
+    writes = plan_writes(decisions, {1: env}, count(100))
+    assert [(m.id, m.expected_time, m.clock) for m in writes.missed] == [(100 + i, T + i * M, T + 4 * M)
+                                                                         for i in range(4)]
     assert writes.rollups == {(1, 3600, T): (4, 0), (1, 86400, T.replace(hour=0)): (4, 0)}
     assert writes.opened == [(10, 1, 100, T)]
     state, status = writes.states[1]
