@@ -47,6 +47,8 @@ def create_app(ctx: WorkerContext, agents: list[str], *, app_id: str = "cronpipe
         consumer_auto_offset_reset="earliest",
         stream_buffer_maxsize=max(4096, ctx.batch_size * 2),
         broker_commit_interval=1.0,
+        # A killed worker's partitions move to its successor after this long (default 60 s).
+        broker_session_timeout=20.0,
         # Offsets live in PostgreSQL; Kafka's are only a hint resynced on assignment.
         producer_acks=-1,
     )

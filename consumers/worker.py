@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator
 
 import faust
 
 from consumers.app import UnknownAgent, create_app, resolve_agents
 from consumers.context import WorkerContext, build_context, close_context
+from consumers.processing import DEFAULT_RATE_LIMIT, ProcessorConfig
 from schemas.settings import Settings
 from schemas.topics import Topics, ensure_topics
 
@@ -31,7 +33,7 @@ def run_worker(settings: Settings, agents: list[str], loglevel: str) -> int:
     topics = Topics(prefix=settings.topic_prefix)
     ensure_topics(settings.kafka_bootstrap, topics.specs())
     app_id = f"{settings.topic_prefix}cronpipe"
-    ctx = build_context(settings, topics, consumer_group=app_id)
+    ctx = build_context(settings, topics, consumer_group=app_id, processor=processor_config())
     try:
         app = create_app(ctx, names, app_id=app_id)
         worker = faust.Worker(app, loglevel=loglevel, override_logging=False)
@@ -47,6 +49,16 @@ def run_worker(settings: Settings, agents: list[str], loglevel: str) -> int:
         log.error("worker stopped: %s", ctx.fatal)
         return 1
     return code
+
+
+def processor_config() -> ProcessorConfig:
+    """``CRONPIPE_CHECKIN_RATE_LIMIT``: check-ins per monitor environment and message minute
+    (default 6, Sentry's; 0 turns the limit off, e.g. for load tests with few monitors)."""
+    raw = os.environ.get("CRONPIPE_CHECKIN_RATE_LIMIT", str(DEFAULT_RATE_LIMIT))
+    try:
+        return ProcessorConfig(rate_limit=int(raw))
+    except ValueError:
+        raise SystemExit(f"CRONPIPE_CHECKIN_RATE_LIMIT must be an integer, not {raw!r}") from None
 
 
 @contextlib.asynccontextmanager

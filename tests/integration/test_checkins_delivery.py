@@ -10,20 +10,18 @@ from datetime import timedelta
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from checkins_pipeline import CRONTAB, T0, Pipeline
+from checkins_pipeline import CRONTAB, T0, Pipeline, make_old_time_topics
 from consumers.checkins import RawEvent, handle_batch
 from consumers.dlq import DlqLimiter, DlqLimitExceeded, DlqPolicy
 from consumers.worker import running_app
 from schemas.enums import CheckInStatus
-from schemas.topics import Topics
 
 OK, ERROR, IN_PROGRESS = int(CheckInStatus.OK), int(CheckInStatus.ERROR), int(CheckInStatus.IN_PROGRESS)
 
 
 @pytest.fixture
-def pipeline(kafka_bootstrap: str, make_topics, database_url: str) -> Iterator[Pipeline]:  # type: ignore[no-untyped-def]
-    topics: Topics = make_topics(ingest_partitions=1)
-    p = Pipeline(kafka_bootstrap, topics, database_url)
+def pipeline(kafka_bootstrap: str, database_url: str) -> Iterator[Pipeline]:
+    p = Pipeline(kafka_bootstrap, make_old_time_topics(kafka_bootstrap), database_url)
     yield p
     p.close()
 

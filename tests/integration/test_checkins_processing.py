@@ -13,20 +13,18 @@ from datetime import timedelta
 import msgpack
 import pytest
 
-from checkins_pipeline import CRONTAB, T0, Pipeline
+from checkins_pipeline import CRONTAB, T0, Pipeline, make_old_time_topics
 from consumers.processing import ProcessorConfig
 from schemas.enums import CheckInStatus, MonitorStatus, ProcessingErrorType
 from schemas.examples import load_example
-from schemas.topics import Topics
 
 OK, ERROR, IN_PROGRESS, TIMEOUT = (int(CheckInStatus.OK), int(CheckInStatus.ERROR),
                                    int(CheckInStatus.IN_PROGRESS), int(CheckInStatus.TIMEOUT))
 
 
 @pytest.fixture
-def pipeline(kafka_bootstrap: str, make_topics, database_url: str) -> Iterator[Pipeline]:  # type: ignore[no-untyped-def]
-    topics: Topics = make_topics(ingest_partitions=1)
-    p = Pipeline(kafka_bootstrap, topics, database_url)
+def pipeline(kafka_bootstrap: str, database_url: str) -> Iterator[Pipeline]:
+    p = Pipeline(kafka_bootstrap, make_old_time_topics(kafka_bootstrap), database_url)
     yield p
     p.close()
 

@@ -1,0 +1,139 @@
+"""Crash test: `cronpipe worker --agents checkins` killed with SIGKILL mid-run, restarted;
+every produced check-in is stored exactly once and the rollups equal the check-ins."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import psycopg
+import pytest
+from confluent_kafka import Producer
+
+from cronpipe.admin import create_org, create_project
+from schemas.messages import encode_check_in
+from schemas.topics import Topics, ensure_topics
+
+UTC = timezone.utc
+T0 = datetime(2024, 6, 1, 8, 0, tzinfo=UTC)
+MONITORS = 5000
+ROUNDS = 6  # per monitor: single-shot ok/error and in_progress→ok pairs, one per message minute
+CRONTAB = {"schedule": {"type": "crontab", "value": "*/5 * * * *"}}
+CRONPIPE = str(Path(sys.executable).with_name("cronpipe"))
+
+
+def produce_workload(bootstrap: str, topic: str) -> tuple[int, dict[int, int]]:
+    """Produce ROUNDS check-ins per monitor; returns (messages, expected final status counts)."""
+    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 20,
+                         "compression.type": "lz4", "queue.buffering.max.messages": 200_000})
+    messages, statuses = 0, {1: 0, 2: 0}
+    for rnd in range(ROUNDS):
+        at = T0 + timedelta(minutes=rnd)
+        for m in range(MONITORS):
+            slug, guid = f"job-{m}", uuid.uuid4().hex
+            kind = (m + rnd) % 3
+            if kind == 2:  # a pair: in_progress, then ok 20 s later
+                send(producer, topic, slug, guid, "in_progress", at, None)
+                send(producer, topic, slug, guid, "ok", at + timedelta(seconds=20), None)
+                messages += 2
+                statuses[1] += 1
+            else:
+                status = "ok" if kind == 0 else "error"
+                send(producer, topic, slug, guid, status, at, 1.5)
+                messages += 1
+                statuses[1 if status == "ok" else 2] += 1
+    assert producer.flush(60) == 0
+    return messages, statuses
+
+
+def send(producer: Producer, topic: str, slug: str, guid: str, status: str, at: datetime,
+         duration: float | None) -> None:
+    payload = {"check_in_id": guid, "monitor_slug": slug, "status": status, "environment": "production",
+               "monitor_config": CRONTAB}
+    if duration is not None:
+        payload["duration"] = duration
+    producer.produce(topic, key=f"1:{slug}".encode(), timestamp=int(at.timestamp() * 1000),
+                     value=encode_check_in(payload, project_id=1, start_time=at.timestamp()))
+    producer.poll(0)
+
+
+@pytest.fixture
+def start_worker(kafka_bootstrap: str, database_url: str, tmp_path: Path
+                 ) -> Iterator[Callable[[str], subprocess.Popen[bytes]]]:
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start(prefix: str) -> subprocess.Popen[bytes]:
+        env = {**os.environ, "CRONPIPE_KAFKA_BOOTSTRAP": kafka_bootstrap, "CRONPIPE_DATABASE_URL": database_url,
+               "CRONPIPE_TOPIC_PREFIX": prefix}
+        log = open(tmp_path / f"worker-{len(started)}.log", "wb")
+        proc = subprocess.Popen([CRONPIPE, "worker", "--agents", "checkins"], env=env, stdout=log,
+                                stderr=subprocess.STDOUT)
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+
+
+def count(database_url: str, sql: str) -> int:
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute(sql).fetchone()
+    return int(row[0]) if row and row[0] is not None else 0
+
+
+def wait_for(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+@pytest.mark.timeout(900)
+def test_a_worker_killed_mid_run_and_restarted_stores_every_check_in_exactly_once(
+        kafka_bootstrap: str, database_url: str,
+        start_worker: Callable[[str], subprocess.Popen[bytes]]) -> None:
+    # Kept forever: the workload's message times are in 2024, older than the default retention.
+    topics = Topics(prefix=f"t{uuid.uuid4().hex[:10]}-", timestamp_type="CreateTime", ingest_partitions=8)
+    ensure_topics(kafka_bootstrap, [replace(s, config={**s.config, "retention.ms": "-1"}) for s in topics.specs()])
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        create_org(conn, "acme")
+        create_project(conn, "acme", "backend", project_id=1)
+    messages, statuses = produce_workload(kafka_bootstrap, topics.ingest)
+    stored_offsets = "SELECT sum(next_offset) FROM consumer_offsets"
+
+    first = start_worker(topics.prefix)
+    wait_for(lambda: count(database_url, stored_offsets) > messages // 4, 300, "a quarter of the messages")
+    first.send_signal(signal.SIGKILL)
+    first.wait(10)
+    assert count(database_url, stored_offsets) < messages, "the worker finished before it was killed"
+
+    second = start_worker(topics.prefix)
+    wait_for(lambda: count(database_url, stored_offsets) == messages, 600, "every message to be stored")
+    second.send_signal(signal.SIGTERM)
+    assert second.wait(60) == 0
+
+    total = sum(statuses.values())
+    assert count(database_url, "SELECT count(*) FROM checkins") == total
+    assert count(database_url, "SELECT count(DISTINCT guid) FROM checkins") == total
+    assert count(database_url, "SELECT count(*) FROM checkins WHERE status = 1") == statuses[1]
+    assert count(database_url, "SELECT count(*) FROM checkins WHERE status = 2") == statuses[2]
+    assert count(database_url, "SELECT count(*) FROM processing_errors") == 0
+    for resolution in (3600, 86400):
+        where = f"FROM checkin_rollups WHERE resolution = {resolution}"
+        assert count(database_url, f"SELECT sum(ok) {where}") == statuses[1]
+        assert count(database_url, f"SELECT sum(error) {where}") == statuses[2]
+        assert count(database_url, f"SELECT sum(duration_count) {where}") == total
+        assert count(database_url, f"SELECT sum(duration_sum_ms) {where}") == count(
+            database_url, "SELECT sum(duration_ms) FROM checkins")
