@@ -69,14 +69,14 @@ def _first_line(exc: BaseException) -> str:
 
 LOAD_OFFSETS = """
 SELECT partition, next_offset FROM consumer_offsets
- WHERE consumer_group = %(group)s AND topic = %(topic)s AND partition = ANY(%(partitions)s::integer[])
+ WHERE consumer_group = %(group)s AND topic = %(topic)s AND partition = ANY(%(partitions)b::integer[])
  ORDER BY partition
    FOR UPDATE
 """
 
 SAVE_OFFSETS = """
 INSERT INTO consumer_offsets (consumer_group, topic, partition, next_offset)
-SELECT %(group)s, %(topic)s, p, o FROM unnest(%(partitions)s::integer[], %(offsets)s::bigint[]) AS t (p, o)
+SELECT %(group)s, %(topic)s, p, o FROM unnest(%(partitions)b::integer[], %(offsets)b::bigint[]) AS t (p, o)
 ON CONFLICT (consumer_group, topic, partition)
 DO UPDATE SET next_offset = GREATEST(consumer_offsets.next_offset, excluded.next_offset)
 """
@@ -87,7 +87,7 @@ SELECT partition, next_offset FROM consumer_offsets WHERE consumer_group = %(gro
 
 ADVANCE_CLOCKS = """
 INSERT INTO partition_clocks (topic, partition, ts)
-SELECT %(topic)s, p, ts FROM unnest(%(partitions)s::integer[], %(ts)s::timestamptz[]) AS t (p, ts)
+SELECT %(topic)s, p, ts FROM unnest(%(partitions)b::integer[], %(ts)b::timestamptz[]) AS t (p, ts)
 ON CONFLICT (topic, partition) DO UPDATE SET ts = GREATEST(partition_clocks.ts, excluded.ts)
 """
 
@@ -118,12 +118,12 @@ def advance_partition_clocks(conn: Conn, topic: str, minutes: Mapping[int, datet
 
 # --------------------------------------------------------------------------- loading
 
-LOAD_PROJECTS = "SELECT id, organization_id FROM projects WHERE id = ANY(%(ids)s::bigint[])"
+LOAD_PROJECTS = "SELECT id, organization_id FROM projects WHERE id = ANY(%(ids)b::bigint[])"
 
 LOAD_MONITORS = """
 SELECT m.id, m.project_id, m.organization_id, m.slug, m.name, m.status, m.config::text
   FROM monitors AS m
-  JOIN unnest(%(project_ids)s::bigint[], %(slugs)s::text[]) AS k (project_id, slug)
+  JOIN unnest(%(project_ids)b::bigint[], %(slugs)b::text[]) AS k (project_id, slug)
        ON m.project_id = k.project_id AND m.slug = k.slug
 """
 
@@ -133,7 +133,7 @@ LOAD_ENVIRONMENTS = """
 SELECT e.id, e.monitor_id, e.environment, e.status, e.last_checkin, e.next_checkin,
        e.next_checkin_latest, e.rate_minute, e.rate_count
   FROM monitor_environments AS e
-  JOIN unnest(%(monitor_ids)s::bigint[], %(names)s::text[]) AS k (monitor_id, environment)
+  JOIN unnest(%(monitor_ids)b::bigint[], %(names)b::text[]) AS k (monitor_id, environment)
        ON e.monitor_id = k.monitor_id AND e.environment = k.environment
  ORDER BY e.id
    FOR UPDATE OF e
@@ -142,12 +142,12 @@ SELECT e.id, e.monitor_id, e.environment, e.status, e.last_checkin, e.next_check
 _CHECKIN_COLUMNS = """id, guid, project_id, monitor_id, monitor_environment_id, status, date_added,
        date_clock, expected_time, timeout_at, duration_ms, trace_id, release"""
 
-LOAD_CHECKINS = f"SELECT {_CHECKIN_COLUMNS} FROM checkins WHERE guid = ANY(%(guids)s::uuid[])"
+LOAD_CHECKINS = f"SELECT {_CHECKIN_COLUMNS} FROM checkins WHERE guid = ANY(%(guids)b::uuid[])"
 
 # The newest n IN_PROGRESS check-ins of each environment: n is how many zero-UUID
 # messages of that environment the batch holds.
 LOAD_IN_PROGRESS = f"""
-SELECT c.* FROM unnest(%(env_ids)s::bigint[], %(limits)s::integer[]) AS k (env_id, n)
+SELECT c.* FROM unnest(%(env_ids)b::bigint[], %(limits)b::integer[]) AS k (env_id, n)
  CROSS JOIN LATERAL (
        SELECT {_CHECKIN_COLUMNS} FROM checkins
         WHERE monitor_environment_id = k.env_id AND status = 3
@@ -287,32 +287,41 @@ def _draw(conn: Conn, sequence: str, n: int) -> Iterator[int]:
 
 INSERT_MONITORS = """
 INSERT INTO monitors (id, organization_id, project_id, slug, name, status, config)
-SELECT * FROM unnest(%(ids)s::bigint[], %(org_ids)s::bigint[], %(project_ids)s::bigint[],
-                     %(slugs)s::text[], %(names)s::text[], %(statuses)s::smallint[], %(configs)s::jsonb[])
+SELECT * FROM unnest(%(ids)b::bigint[], %(org_ids)b::bigint[], %(project_ids)b::bigint[],
+                     %(slugs)b::text[], %(names)b::text[], %(statuses)b::smallint[], %(configs)s::jsonb[])
 """
 
 UPDATE_MONITOR_CONFIGS = """
 UPDATE monitors AS m SET config = u.config
-  FROM unnest(%(ids)s::bigint[], %(configs)s::jsonb[]) AS u (id, config)
+  FROM unnest(%(ids)b::bigint[], %(configs)s::jsonb[]) AS u (id, config)
  WHERE m.id = u.id
 """
 
+# Environments carry the incident runs (consumers.incidents.IncidentState) in the same
+# row: they are written with the schedule fields in one statement per batch.
 INSERT_ENVIRONMENTS = """
 INSERT INTO monitor_environments (id, monitor_id, environment, status, last_checkin, next_checkin,
-                                  next_checkin_latest, rate_minute, rate_count)
-SELECT * FROM unnest(%(ids)s::bigint[], %(monitor_ids)s::bigint[], %(names)s::text[],
-                     %(statuses)s::smallint[], %(last)s::timestamptz[], %(next)s::timestamptz[],
-                     %(latest)s::timestamptz[], %(rate_minutes)s::timestamptz[], %(rate_counts)s::integer[])
+                                  next_checkin_latest, rate_minute, rate_count, failure_run,
+                                  failure_run_start_id, failure_run_start_at, ok_run)
+SELECT * FROM unnest(%(ids)b::bigint[], %(monitor_ids)b::bigint[], %(names)b::text[],
+                     %(statuses)b::smallint[], %(last)b::timestamptz[], %(next)b::timestamptz[],
+                     %(latest)b::timestamptz[], %(rate_minutes)b::timestamptz[], %(rate_counts)b::integer[],
+                     %(failure_runs)b::integer[], %(start_ids)b::bigint[], %(start_ats)b::timestamptz[],
+                     %(ok_runs)b::integer[])
 """
 
 # The rows are locked by LOAD_ENVIRONMENTS, so the values computed from them are current.
 UPDATE_ENVIRONMENTS = """
 UPDATE monitor_environments AS e
    SET last_checkin = u.last, next_checkin = u.next, next_checkin_latest = u.latest,
-       rate_minute = u.rate_minute, rate_count = u.rate_count
-  FROM unnest(%(ids)s::bigint[], %(last)s::timestamptz[], %(next)s::timestamptz[],
-              %(latest)s::timestamptz[], %(rate_minutes)s::timestamptz[], %(rate_counts)s::integer[])
-       AS u (id, last, next, latest, rate_minute, rate_count)
+       rate_minute = u.rate_minute, rate_count = u.rate_count, status = u.status,
+       failure_run = u.failure_run, failure_run_start_id = u.start_id,
+       failure_run_start_at = u.start_at, ok_run = u.ok_run
+  FROM unnest(%(ids)b::bigint[], %(last)b::timestamptz[], %(next)b::timestamptz[],
+              %(latest)b::timestamptz[], %(rate_minutes)b::timestamptz[], %(rate_counts)b::integer[],
+              %(statuses)b::smallint[], %(failure_runs)b::integer[], %(start_ids)b::bigint[],
+              %(start_ats)b::timestamptz[], %(ok_runs)b::integer[])
+       AS u (id, last, next, latest, rate_minute, rate_count, status, failure_run, start_id, start_at, ok_run)
  WHERE e.id = u.id
 """
 
@@ -326,17 +335,17 @@ UPDATE_CHECKINS = """
 UPDATE checkins AS c
    SET status = u.status, duration_ms = u.duration_ms, date_clock = u.date_clock,
        date_updated = clock_timestamp()
-  FROM unnest(%(ids)s::bigint[], %(statuses)s::smallint[], %(durations)s::integer[],
-              %(clocks)s::timestamptz[]) AS u (id, status, duration_ms, date_clock)
+  FROM unnest(%(ids)b::bigint[], %(statuses)b::smallint[], %(durations)b::integer[],
+              %(clocks)b::timestamptz[]) AS u (id, status, duration_ms, date_clock)
  WHERE c.id = u.id
 """
 
 UPSERT_ROLLUPS = """
 INSERT INTO checkin_rollups AS r (monitor_environment_id, resolution, bucket, ok, error, missed, timeout,
                                   unknown, duration_sum_ms, duration_count)
-SELECT * FROM unnest(%(env_ids)s::bigint[], %(resolutions)s::integer[], %(buckets)s::timestamptz[],
-                     %(ok)s::integer[], %(error)s::integer[], %(missed)s::integer[], %(timeout)s::integer[],
-                     %(unknown)s::integer[], %(dsum)s::bigint[], %(dcount)s::integer[])
+SELECT * FROM unnest(%(env_ids)b::bigint[], %(resolutions)b::integer[], %(buckets)b::timestamptz[],
+                     %(ok)b::integer[], %(error)b::integer[], %(missed)b::integer[], %(timeout)b::integer[],
+                     %(unknown)b::integer[], %(dsum)b::bigint[], %(dcount)b::integer[])
 ON CONFLICT (monitor_environment_id, resolution, bucket) DO UPDATE SET
        ok = r.ok + excluded.ok, error = r.error + excluded.error, missed = r.missed + excluded.missed,
        timeout = r.timeout + excluded.timeout, unknown = r.unknown + excluded.unknown,
@@ -346,8 +355,8 @@ ON CONFLICT (monitor_environment_id, resolution, bucket) DO UPDATE SET
 
 INSERT_ERRORS = """
 INSERT INTO processing_errors (organization_id, project_id, monitor_id, type, reason, checkin)
-SELECT * FROM unnest(%(org_ids)s::bigint[], %(project_ids)s::bigint[], %(monitor_ids)s::bigint[],
-                     %(types)s::smallint[], %(reasons)s::text[], %(checkins)s::jsonb[])
+SELECT * FROM unnest(%(org_ids)b::bigint[], %(project_ids)b::bigint[], %(monitor_ids)b::bigint[],
+                     %(types)b::smallint[], %(reasons)b::text[], %(checkins)s::jsonb[])
 """
 
 # Bounded and expiring: keep the newest MAX_ERRORS_PER_PROJECT per project, drop expired.
@@ -356,16 +365,16 @@ DELETE FROM processing_errors WHERE id IN (
     SELECT id FROM (
         SELECT id, expires_at,
                row_number() OVER (PARTITION BY project_id ORDER BY id DESC) AS newest
-          FROM processing_errors WHERE project_id = ANY(%(project_ids)s::bigint[])) AS e
+          FROM processing_errors WHERE project_id = ANY(%(project_ids)b::bigint[])) AS e
      WHERE e.newest > %(keep)s OR e.expires_at < now())
 """
 
 UPSERT_ATTACHMENTS = """
 INSERT INTO checkin_attachments (checkin_guid, project_id, monitor_id, filename, content_type, size, data,
                                  date_added)
-SELECT * FROM unnest(%(guids)s::uuid[], %(project_ids)s::bigint[], %(monitor_ids)s::bigint[],
-                     %(filenames)s::text[], %(types)s::text[], %(sizes)s::integer[], %(data)s::bytea[],
-                     %(dates)s::timestamptz[])
+SELECT * FROM unnest(%(guids)b::uuid[], %(project_ids)b::bigint[], %(monitor_ids)b::bigint[],
+                     %(filenames)b::text[], %(types)b::text[], %(sizes)b::integer[], %(data)b::bytea[],
+                     %(dates)b::timestamptz[])
 ON CONFLICT (checkin_guid) DO UPDATE SET
        filename = excluded.filename, content_type = excluded.content_type, size = excluded.size,
        data = excluded.data, date_added = excluded.date_added
@@ -381,10 +390,10 @@ def write_batch(conn: Conn, state: BatchState, result: BatchResult) -> None:
     insert_monitors(conn, [m for m in monitors if m.is_new])
     update_monitor_configs(conn, [m for m in monitors if m.dirty and not m.is_new])
     insert_environments(conn, [e for e in envs if e.is_new])
-    update_environments(conn, [e for e in envs if e.dirty and not e.is_new])
+    update_environments(conn, [e for e in envs if (e.dirty or e.incident_dirty) and not e.is_new])
     copy_checkins(conn, [c for c in checkins if c.is_new])
     update_checkins(conn, [c for c in checkins if not c.is_new])
-    write_incidents(conn, envs, result)
+    write_incidents(conn, result)
     upsert_rollups(conn, checkins)
     insert_errors(conn, result)
     upsert_attachments(conn, result)
@@ -409,14 +418,18 @@ def update_monitor_configs(conn: Conn, monitors: Sequence[MonitorState]) -> None
 def _env_columns(envs: Sequence[EnvState]) -> dict[str, list[Any]]:
     return {"ids": [e.id for e in envs], "last": [e.last_checkin for e in envs],
             "next": [e.next_checkin for e in envs], "latest": [e.next_checkin_latest for e in envs],
-            "rate_minutes": [e.rate_minute for e in envs], "rate_counts": [e.rate_count for e in envs]}
+            "rate_minutes": [e.rate_minute for e in envs], "rate_counts": [e.rate_count for e in envs],
+            "statuses": [int(e.status) for e in envs],
+            "failure_runs": [e.incident.failure_run for e in envs],
+            "start_ids": [e.incident.failure_run_start_id for e in envs],
+            "start_ats": [e.incident.failure_run_start_at for e in envs],
+            "ok_runs": [e.incident.ok_run for e in envs]}
 
 
 def insert_environments(conn: Conn, envs: Sequence[EnvState]) -> None:
     if envs:
         conn.execute(INSERT_ENVIRONMENTS, {**_env_columns(envs), "monitor_ids": [e.monitor.id for e in envs],
-                                           "names": [e.environment for e in envs],
-                                           "statuses": [int(MonitorStatus.ACTIVE)] * len(envs)})
+                                           "names": [e.environment for e in envs]})
 
 
 def update_environments(conn: Conn, envs: Sequence[EnvState]) -> None:
@@ -442,12 +455,12 @@ def update_checkins(conn: Conn, checkins: Sequence[CheckInState]) -> None:
             "durations": [c.duration_ms for c in checkins], "clocks": [c.date_clock for c in checkins]})
 
 
-def write_incidents(conn: Conn, envs: Sequence[EnvState], result: BatchResult) -> None:
-    """Incident rows and the environments' runs/status, with consumers.incident_store."""
+def write_incidents(conn: Conn, result: BatchResult) -> None:
+    """Open and resolve incidents with consumers.incident_store; the runs and the status
+    (what ``incident_store.save_states`` writes) went out with the environment rows."""
     incident_store.open_incidents(conn, [(o.monitor_id, o.env_id, o.checkin_id, o.ts)
                                          for o in result.incidents_opened])
     incident_store.resolve_incidents(conn, [(r.env_id, r.checkin_id, r.ts) for r in result.incidents_resolved])
-    incident_store.save_states(conn, {e.id: (e.incident, e.status) for e in envs if e.incident_dirty})
 
 
 def upsert_rollups(conn: Conn, checkins: Sequence[CheckInState]) -> None:
