@@ -10,7 +10,9 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import signal
 import tempfile
+import threading
 
 import uvicorn
 from uvicorn.supervisors import Multiprocess
@@ -38,6 +40,7 @@ def serve(settings: Settings, workers: int) -> int:
     GatewayConfig.from_settings(settings)  # fail now, with the variable's name, not in a worker
     _ensure_topics(settings)
     config = uvicorn_config(settings, workers)
+    absorb_drained_signals()
     metrics_dir = _multiprocess_metrics_dir() if workers > 1 else None
     try:
         if workers > 1:
@@ -49,6 +52,24 @@ def serve(settings: Settings, workers: int) -> int:
     finally:
         if metrics_dir is not None:
             shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def absorb_drained_signals() -> None:
+    """Make a drained shutdown exit 0.
+
+    uvicorn handles SIGTERM/SIGINT itself (stop accepting, drain, lifespan shutdown) and
+    afterwards re-raises the signal under the handlers it found; with the default ones
+    the process would die by the signal after a perfectly clean shutdown. Must run
+    before ``Server.run`` installs uvicorn's handlers. (Worker processes of ``--workers N``
+    may still end by the re-raised signal after their drain; the parent exits 0.)
+    """
+    if threading.current_thread() is threading.main_thread():
+        for handled in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(handled, _drained)
+
+
+def _drained(signum: int, frame: object) -> None:
+    """The signal was already handled by uvicorn's graceful shutdown."""
 
 
 def _ensure_topics(settings: Settings) -> None:
