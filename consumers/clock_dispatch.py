@@ -32,6 +32,8 @@ log = logging.getLogger("cronpipe.clock.dispatch")
 UTC = timezone.utc
 #: Tasks per kind and tick before the sweep continues on the next tick.
 DEFAULT_LIMIT: Final = 200_000
+#: Rows read (and tasks sent) per round trip of a sweep.
+CHUNK: Final = 5000
 MISSING: Final = "missing"
 TIMEOUT: Final = "timeout"
 
@@ -44,7 +46,10 @@ class TaskSendError(RuntimeError):
 
 class TaskSink(Protocol):
     def send_tasks(self, tasks: Sequence[Task]) -> None:
-        """Deliver every task (keyed by environment); raise :class:`TaskSendError` otherwise."""
+        """Queue the tasks (keyed by environment) for delivery; may return before delivery."""
+
+    def flush(self) -> None:
+        """Wait until every queued task is delivered; raise :class:`TaskSendError` otherwise."""
 
 
 class KafkaTaskSink:
@@ -55,32 +60,32 @@ class KafkaTaskSink:
 
         self._topic = topic
         self._timeout_s = timeout_s
+        self._errors: list[str] = []
         self._producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True,
                                    "linger.ms": 5, "queue.buffering.max.messages": 1_000_000})
 
+    def _on_delivery(self, err: Any, _msg: Any) -> None:
+        if err is not None:
+            self._errors.append(str(err))
+
     def send_tasks(self, tasks: Sequence[Task]) -> None:
-        errors: list[str] = []
-
-        def on_delivery(err: Any, _msg: Any) -> None:
-            if err is not None:
-                errors.append(str(err))
-
         for task in tasks:
-            self._produce(task, on_delivery)
-        if self._producer.flush(self._timeout_s) or errors:
-            raise TaskSendError(f"tasks not delivered to {self._topic}: {errors[:3] or 'flush timed out'}")
+            self._produce(task_key(task), encode_clock_task(task))
+        self._producer.poll(0)
 
-    def _produce(self, task: Task, on_delivery: Any) -> None:
+    def _produce(self, key: bytes, value: bytes) -> None:
         while True:
             try:
-                self._producer.produce(self._topic, key=task_key(task), value=encode_clock_task(task),
-                                       on_delivery=on_delivery)
+                self._producer.produce(self._topic, key=key, value=value, on_delivery=self._on_delivery)
                 return
             except BufferError:  # local queue full: let deliveries drain, then retry
                 self._producer.poll(0.1)
 
-    def close(self) -> None:
-        self._producer.flush(self._timeout_s)
+    def flush(self) -> None:
+        undelivered = self._producer.flush(self._timeout_s)
+        errors, self._errors = self._errors, []
+        if undelivered or errors:
+            raise TaskSendError(f"tasks not delivered to {self._topic}: {errors[:3] or 'flush timed out'}")
 
 
 @dataclass(frozen=True)
@@ -99,15 +104,18 @@ def plan_tasks(tick_ts: int, environments: Sequence[tuple[int, datetime]],
     return tasks
 
 
-def _next_cursor(rows: Sequence[tuple[datetime, int]], limit: int) -> clock_store.Cursor:
+def _next_cursor(last: Sequence[tuple[datetime, int]], count: int, limit: int) -> clock_store.Cursor:
     """Continue after the last row when the sweep hit its bound; else start over."""
-    return rows[-1] if len(rows) >= limit else None
+    return last[-1] if last and count >= limit else None
 
 
 def dispatch_tick(conn: psycopg.Connection[Any], sink: TaskSink, tick: datetime, *, group: str,
-                  topic: str, partition: int, offset: int, limit: int = DEFAULT_LIMIT) -> DispatchResult | None:
+                  topic: str, partition: int, offset: int, limit: int = DEFAULT_LIMIT,
+                  chunk: int = CHUNK) -> DispatchResult | None:
     """Dispatch tick ``tick`` read at (``topic``, ``partition``, ``offset``).
 
+    Tasks are sent chunk by chunk as the sweeps read them, so the task consumers start
+    while the sweep is still running; the cursors and the offset commit after the flush.
     Returns None when the offset was already committed (a redelivery). ``conn`` must not
     be inside another transaction. Raises TaskSendError or psycopg errors (nothing
     committed; the tick is retried).
@@ -115,15 +123,27 @@ def dispatch_tick(conn: psycopg.Connection[Any], sink: TaskSink, tick: datetime,
     with conn.transaction():
         if store.load_offsets(conn, group, topic, [partition]).get(partition, 0) > offset:
             return None
-        envs = clock_store.due_environments(conn, tick, clock_store.load_cursor(conn, group, MISSING), limit)
-        timeouts = clock_store.due_timeouts(conn, tick, clock_store.load_cursor(conn, group, TIMEOUT), limit)
-    sink.send_tasks(plan_tasks(int(tick.timestamp()), envs, timeouts))
+        missing_after = clock_store.load_cursor(conn, group, MISSING)
+        timeout_after = clock_store.load_cursor(conn, group, TIMEOUT)
+    tick_ts = int(tick.timestamp())
+    last_env: list[tuple[datetime, int]] = []
+    last_timeout: list[tuple[datetime, int]] = []
+    missing = timeouts = 0
+    with conn.transaction():  # one snapshot for both sweeps
+        for envs in clock_store.iter_due_environments(conn, tick, missing_after, limit, chunk):
+            sink.send_tasks(plan_tasks(tick_ts, envs, []))
+            missing += len(envs)
+            last_env = [(envs[-1][1], envs[-1][0])]
+        for due in clock_store.iter_due_timeouts(conn, tick, timeout_after, limit, chunk):
+            sink.send_tasks(plan_tasks(tick_ts, [], due))
+            timeouts += len(due)
+            last_timeout = [(due[-1].timeout_at, due[-1].checkin_id)]
+    sink.flush()
     with conn.transaction():
-        clock_store.save_cursor(conn, group, MISSING, _next_cursor([(ts, i) for i, ts in envs], limit))
-        clock_store.save_cursor(conn, group, TIMEOUT,
-                                _next_cursor([(t.timeout_at, t.checkin_id) for t in timeouts], limit))
+        clock_store.save_cursor(conn, group, MISSING, _next_cursor(last_env, missing, limit))
+        clock_store.save_cursor(conn, group, TIMEOUT, _next_cursor(last_timeout, timeouts, limit))
         store.save_offsets(conn, group, topic, {partition: offset + 1})
-    bounded = len(envs) >= limit or len(timeouts) >= limit
+    bounded = missing >= limit or timeouts >= limit
     if bounded:
         log.info("tick %s bounded at %d tasks per kind; continuing on the next tick", tick, limit)
-    return DispatchResult(missing=len(envs), timeouts=len(timeouts), bounded=bounded)
+    return DispatchResult(missing=missing, timeouts=timeouts, bounded=bounded)

@@ -11,7 +11,7 @@ alone; a deadlock that PostgreSQL still detects is a transient error the caller 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -146,18 +146,27 @@ def save_cursor(conn: Conn, group: str, kind: str, cursor: Cursor) -> None:
     conn.execute(SAVE_CURSOR, {"group": group, "kind": kind, "after_ts": after_ts, "after_id": after_id})
 
 
-def due_environments(conn: Conn, tick: datetime, after: Cursor, limit: int) -> list[tuple[int, datetime]]:
-    """(env id, next_checkin_latest) due by ``tick`` after the keyset cursor, oldest first."""
+def iter_due_environments(conn: Conn, tick: datetime, after: Cursor, limit: int,
+                          chunk: int) -> Iterator[list[tuple[int, datetime]]]:
+    """(env id, next_checkin_latest) due by ``tick`` after the keyset cursor, oldest first,
+    in chunks from a server-side cursor (call inside a transaction)."""
     after_ts, after_id = after or _START
     params = {"tick": tick, "after_ts": after_ts, "after_id": after_id, "limit": limit}
-    return [(int(i), ts) for i, ts in conn.execute(DUE_ENVIRONMENTS, params)]
+    with conn.cursor(name="clock_due_environments") as cur:
+        cur.execute(DUE_ENVIRONMENTS, params)
+        while rows := cur.fetchmany(chunk):
+            yield [(int(i), ts) for i, ts in rows]
 
 
-def due_timeouts(conn: Conn, tick: datetime, after: Cursor, limit: int) -> list[DueTimeout]:
-    """IN_PROGRESS check-ins whose ``timeout_at`` is due by ``tick``, after the cursor."""
+def iter_due_timeouts(conn: Conn, tick: datetime, after: Cursor, limit: int,
+                      chunk: int) -> Iterator[list[DueTimeout]]:
+    """IN_PROGRESS check-ins whose ``timeout_at`` is due by ``tick``, after the cursor, in chunks."""
     after_ts, after_id = after or _START
     params = {"tick": tick, "after_ts": after_ts, "after_id": after_id, "limit": limit}
-    return [DueTimeout(int(c), int(e), ts) for c, e, ts in conn.execute(DUE_TIMEOUTS, params)]
+    with conn.cursor(name="clock_due_timeouts") as cur:
+        cur.execute(DUE_TIMEOUTS, params)
+        while rows := cur.fetchmany(chunk):
+            yield [DueTimeout(int(c), int(e), ts) for c, e, ts in rows]
 
 
 # --------------------------------------------------------------------------- tasks

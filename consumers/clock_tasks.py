@@ -19,9 +19,11 @@ its stored offset, and would change nothing anyway: its condition no longer hold
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import functools
 import itertools
 import logging
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
@@ -37,7 +39,7 @@ from consumers import clock_store, incident_store, store
 from consumers.clock_dispatch import TaskSendError, KafkaTaskSink, dispatch_tick
 from consumers.clock_store import MissedCheckIn, TaskEnvironment, TimeoutCheckIn
 from consumers.context import WorkerContext
-from consumers.store import StoreUnavailable, wrap_exceptions
+from consumers.store import StoreError, StoreUnavailable, wrap_exceptions
 from consumers.incidents import IncidentState, apply_result
 from schemas.clock import MarkMissing, MarkTimeout, decode_clock_task, decode_clock_tick
 from schemas.enums import CheckInStatus, MonitorStatus
@@ -61,8 +63,10 @@ log = logging.getLogger("cronpipe.clock.tasks")
 
 UTC = timezone.utc
 MAX_MISSED_PER_TASK: Final = 1440
-TASK_BATCH_SIZE: Final = 2000
+TASK_BATCH_SIZE: Final = 5000
 TASK_BATCH_WITHIN_S: Final = 0.2
+#: Task consumers per worker (threads, each with its own connection and partitions).
+TASK_CONSUMERS: Final = 2
 ROLLUP_RESOLUTIONS: Final = (3600, 86400)
 
 Task = MarkMissing | MarkTimeout
@@ -323,27 +327,127 @@ async def _with_retries(what: str, work: Callable[[], Any]) -> Any:
             await asyncio.sleep(delay)
 
 
-def _decode_tasks(events: Sequence[Any]) -> list[TaskMessage]:
-    """Decodable tasks with their positions; a bad message is logged and skipped (its
-    offset still commits with the batch, so it never blocks the partition)."""
-    decoded = []
-    for event in events:
-        message = event.message
+def decode_task_message(partition: int, offset: int, value: bytes | None) -> TaskMessage:
+    """A task and where it was read; an undecodable one keeps only its position (it is
+    logged, and its offset commits with the batch, so it never blocks the partition)."""
+    try:
+        return TaskMessage(partition, offset, decode_clock_task(value or b""))
+    except MessageDecodeError as exc:
+        log.error("undecodable clock task [%d]@%d skipped: %s", partition, offset, exc)
+        return TaskMessage(partition, offset, None)
+
+
+class TaskConsumer:
+    """``monitors-clock-tasks`` read in batches with confluent-kafka, applied in one thread.
+
+    Why not a faust stream: faust spends about 100 µs of Python per event (measured with
+    ``cronpipe bench clock`` and a do-nothing apply: 100,000 tasks took 14.5 s), more than
+    applying a task costs, and a tick covering 100,000 monitors must finish in seconds.
+    confluent-kafka hands over thousands of messages per call from C. It still runs inside
+    the faust worker (a faust task, see :func:`register`), and the offsets still live in
+    PostgreSQL only: on every assignment the consumer seeks to them, so a restart resumes
+    exactly after the last committed batch. ``run_once`` can be stepped by tests.
+    """
+
+    def __init__(self, ctx: WorkerContext) -> None:
+        from confluent_kafka import Consumer
+
+        self._ctx = ctx
+        # Its own connection, not the pool's: a long batch must not starve the processor.
+        self._conn: psycopg.Connection[Any] | None = None
+        self._topic = ctx.topics.clock_tasks
+        self._consumer = Consumer({
+            "bootstrap.servers": ctx.settings.kafka_bootstrap,
+            "group.id": f"{ctx.consumer_group}-clock-tasks",
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "session.timeout.ms": 10_000,
+        })
+        self._consumer.subscribe([self._topic], on_assign=self._on_assign)
+
+    def _on_assign(self, consumer: Any, partitions: list[Any]) -> None:
         try:
-            decoded.append(TaskMessage(message.partition, message.offset, decode_clock_task(message.value)))
-        except MessageDecodeError as exc:
-            log.error("undecodable clock task %s[%d]@%d skipped: %s", message.topic, message.partition,
-                      message.offset, exc)
-            decoded.append(TaskMessage(message.partition, message.offset, None))
-    return decoded
+            with wrap_exceptions(), self._ctx.pool.connection() as conn:
+                stored = store.load_all_offsets(conn, self._ctx.consumer_group, self._topic)
+        except StoreUnavailable as exc:  # earliest instead: redelivered tasks change nothing
+            log.warning("stored offsets unavailable on assignment (%s); starting from the earliest", exc)
+            stored = {}
+        for tp in partitions:
+            if tp.partition in stored:
+                tp.offset = stored[tp.partition]
+        consumer.assign(partitions)
+
+    def run_once(self, stop: threading.Event) -> bool:
+        """Consume and apply one batch; True when there were messages."""
+        raw = self._consumer.consume(TASK_BATCH_SIZE, TASK_BATCH_WITHIN_S)
+        messages = [decode_task_message(m.partition(), m.offset(), m.value()) for m in raw if m.error() is None]
+        for m in raw:
+            if m.error() is not None:
+                log.warning("clock tasks consumer: %s", m.error())
+        if messages:
+            self._apply_until_committed(messages, stop)
+        return bool(messages)
+
+    def _apply_until_committed(self, messages: list[TaskMessage], stop: threading.Event) -> None:
+        started = time.perf_counter()
+        for tries in itertools.count():
+            try:
+                with wrap_exceptions():
+                    done = apply_task_batch(self._connection(), messages, group=self._ctx.consumer_group,
+                                            topic=self._topic)
+                break
+            except StoreUnavailable as exc:
+                self._disconnect()
+                if stop.is_set():
+                    return  # nothing committed: the next run redelivers the batch
+                delay = _RETRY_DELAYS_S[min(tries, len(_RETRY_DELAYS_S) - 1)]
+                log.warning("batch of %d clock tasks not committed (%s); retrying in %.1fs", len(messages), exc, delay)
+                stop.wait(delay)
+        if done.missed or done.timeouts:
+            log.info("clock tasks: %d tasks -> %d missed, %d timeouts, %d incidents opened in %.2fs",
+                     len(messages), done.missed, done.timeouts, done.incidents_opened,
+                     time.perf_counter() - started)
+
+    def _connection(self) -> psycopg.Connection[Any]:
+        if self._conn is None or self._conn.closed:
+            self._conn = psycopg.connect(self._ctx.settings.effective_database_url(), autocommit=True,
+                                         application_name=f"cronpipe-{self._ctx.consumer_group}-clock-tasks")
+        return self._conn
+
+    def _disconnect(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def run(self, stop: threading.Event) -> None:
+        """Loop until ``stop`` is set (the batch in flight finishes first), then leave the group."""
+        try:
+            while not stop.is_set():
+                self.run_once(stop)
+        finally:
+            self._consumer.close()
+            self._disconnect()
+
+
+async def _run_in_own_thread(run: Callable[[threading.Event], None]) -> None:
+    """Run ``run(stop)`` in a dedicated thread; on cancellation set ``stop`` and wait for
+    it to finish its batch (SIGTERM drains, never abandons a transaction half way)."""
+    stop = threading.Event()
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="clock-tasks") as pool:
+        work = asyncio.get_running_loop().run_in_executor(pool, run, stop)
+        try:
+            await asyncio.shield(work)
+        except asyncio.CancelledError:
+            stop.set()
+            await asyncio.wait([work])
+            raise
 
 
 def register(app: faust.App, ctx: WorkerContext) -> None:
-    """Tick dispatch (``monitors-clock-tick``) and task application (``monitors-clock-tasks``)."""
+    """Tick dispatch (a faust agent on ``monitors-clock-tick``) and task application
+    (:class:`TaskConsumer` on ``monitors-clock-tasks``, run as a faust task)."""
     group = ctx.consumer_group
     tick_topic = app.topic(ctx.topics.clock_tick, key_type=bytes, value_type=bytes,
-                           key_serializer="raw", value_serializer="raw")
-    task_topic = app.topic(ctx.topics.clock_tasks, key_type=bytes, value_type=bytes,
                            key_serializer="raw", value_serializer="raw")
     sink = KafkaTaskSink(ctx.settings.kafka_bootstrap, ctx.topics.clock_tasks)
 
@@ -352,9 +456,6 @@ def register(app: faust.App, ctx: WorkerContext) -> None:
             dispatch_tick(conn, sink, tick, group=group, topic=ctx.topics.clock_tick,
                           partition=partition, offset=offset)
 
-    def apply(messages: list[TaskMessage]) -> TaskBatch:
-        with ctx.pool.connection() as conn:
-            return apply_task_batch(conn, messages, group=group, topic=ctx.topics.clock_tasks)
 
     @app.agent(tick_topic, concurrency=1, name=f"{group}-clock-dispatch")
     async def clock_dispatch(stream: faust.StreamT[bytes]) -> None:
@@ -368,13 +469,15 @@ def register(app: faust.App, ctx: WorkerContext) -> None:
             await _with_retries(f"tick {tick:%Y-%m-%dT%H:%M}",
                                 functools.partial(dispatch, tick, message.partition, message.offset))
 
-    @app.agent(task_topic, concurrency=1, name=f"{group}-clock-tasks")
-    async def clock_tasks(stream: faust.StreamT[bytes]) -> None:
-        async for events in stream.take_events(TASK_BATCH_SIZE, within=TASK_BATCH_WITHIN_S):
-            started = time.perf_counter()
-            messages = _decode_tasks(events)
-            done = await _with_retries(f"batch of {len(messages)} clock tasks", functools.partial(apply, messages))
-            if done.missed or done.timeouts:
-                log.info("clock tasks: %d tasks → %d missed, %d timeouts, %d incidents opened in %.2fs",
-                         len(messages), done.missed, done.timeouts, done.incidents_opened,
-                         time.perf_counter() - started)
+    async def consume_tasks() -> None:
+        try:
+            await _run_in_own_thread(TaskConsumer(ctx).run)
+        except StoreError as exc:  # not transient: a bug or a bad schema; stop the worker
+            log.critical("clock tasks stopped: %s", exc)
+            ctx.fatal = exc
+            await app.crash(exc)
+
+    # Several consumers of one group split the task partitions; tasks are keyed by
+    # environment, so their batches never touch the same rows and run in parallel.
+    for _ in range(TASK_CONSUMERS):
+        app.task(consume_tasks)

@@ -128,7 +128,7 @@ async def _measure(settings: Settings, topics: Any, url: str) -> dict[str, float
 
     from consumers.context import build_context, close_context
     from consumers.worker import running_app
-    from schemas.clock import encode_clock_tick
+    from schemas.clock import encode_clock_tick, encode_mark_missing
 
     bench_settings = Settings(kafka_bootstrap=settings.kafka_bootstrap, database_url=url,
                               topic_prefix=topics.prefix)
@@ -137,10 +137,15 @@ async def _measure(settings: Settings, topics: Any, url: str) -> dict[str, float
     group = ctx.consumer_group
     try:
         async with running_app(ctx, ["clock_tasks"]):
-            # Warm-up: a tick with nothing due, so assignment and connections are not timed.
+            # Warm-up, so group assignment and connections are not timed: a tick with nothing
+            # due, and a task for an environment that does not exist on every task partition.
             producer.produce(topics.clock_tick, value=encode_clock_tick(int(T0.timestamp())))
+            for partition in range(8):
+                producer.produce(topics.clock_tasks, partition=partition,
+                                 value=encode_mark_missing(int(T0.timestamp()), 10**12 + partition))
             producer.flush(10)
             await _until_stored(url, group, topics.clock_tick, {0: 1}, 120)
+            await _until_stored(url, group, topics.clock_tasks, {p: 1 for p in range(8)}, 120)
             producer.produce(topics.clock_tick, value=encode_clock_tick(int((T0 + timedelta(minutes=1)).timestamp())))
             producer.flush(10)
             started = time.perf_counter()

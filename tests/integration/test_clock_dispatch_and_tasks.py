@@ -6,6 +6,7 @@ tasks) are produced by the test; the real faust agents run in-process.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 
@@ -201,3 +202,28 @@ def test_redelivered_tasks_change_nothing(rig: ClockRig) -> None:
     rig.run(["clock_tasks"], scenario)
     assert checkins_of(rig, env_id) == [(MISSED, T, T), (MISSED, T + M, T + M)]
     assert rig.rows("SELECT sum(missed) FROM checkin_rollups GROUP BY resolution") == [(2,), (2,)]
+
+
+def test_a_bounded_dispatch_continues_on_the_next_tick_then_starts_over(rig: ClockRig) -> None:
+    from consumers.clock_dispatch import KafkaTaskSink, dispatch_tick
+
+    env_ids = [_monitor(rig, f"job-{i}", crontab_config("* * * * *"), T)[1] for i in range(5)]
+    sink = KafkaTaskSink(rig.bootstrap, rig.topics.clock_tasks)
+    sent: list[list[int]] = []
+
+    def all_sent() -> Counter[int]:
+        return Counter(decode_clock_task(v).monitor_environment_id
+                       for v in read_all(rig.bootstrap, rig.topics.clock_tasks))
+
+    with psycopg.connect(rig.database_url, autocommit=True) as conn:
+        before: Counter[int] = Counter()
+        for offset in range(4):
+            result = dispatch_tick(conn, sink, T + (offset + 1) * M, group="g", topic="ticks", partition=0,
+                                   offset=offset, limit=2, chunk=1)
+            assert result is not None
+            now = all_sent()
+            sent.append(sorted((now - before).elements()))
+            before = now
+        redelivered = dispatch_tick(conn, sink, T + M, group="g", topic="ticks", partition=0, offset=0, limit=2)
+    assert sent == [env_ids[0:2], env_ids[2:4], env_ids[4:5], env_ids[0:2]]
+    assert redelivered is None
