@@ -1,0 +1,117 @@
+"""Real ``cronpipe`` processes for the gateway's end-to-end tests, each stopped by its own pid."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+from confluent_kafka import Consumer
+
+from schemas.messages import CheckInAttachmentMessage, CheckInMessage, ClockPulse, decode_ingest_message
+
+CRONPIPE = [sys.executable, "-m", "cronpipe.cli"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def free_port_pair() -> int:
+    """A port p with p + 1 free too (a Kafka listener and its controller)."""
+    for _ in range(50):
+        port = free_port()
+        if port < 65535:
+            with socket.socket() as probe:
+                try:
+                    probe.bind(("127.0.0.1", port + 1))
+                except OSError:
+                    continue
+            return port
+    raise RuntimeError("no free port pair")
+
+
+def cronpipe_env(bootstrap: str, database_url: str, prefix: str, **extra: str) -> dict[str, str]:
+    return {**os.environ, "CRONPIPE_KAFKA_BOOTSTRAP": bootstrap, "CRONPIPE_DATABASE_URL": database_url,
+            "CRONPIPE_TOPIC_PREFIX": prefix, "CRONPIPE_BIND": "127.0.0.1", **extra}
+
+
+def cronpipe(env: dict[str, str], *args: str) -> dict[str, Any]:
+    """Run one creating command and return the JSON object it prints."""
+    done = subprocess.run([*CRONPIPE, *args], env=env, capture_output=True, text=True, timeout=60, check=True)
+    return json.loads(done.stdout)  # type: ignore[no-any-return]
+
+
+@dataclass
+class Service:
+    """A long-running ``cronpipe`` command; its output goes to ``log``."""
+
+    name: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    @classmethod
+    def start(cls, name: str, env: dict[str, str], args: list[str], log_dir: Path) -> Service:
+        log = log_dir / f"{name}.log"
+        with open(log, "wb") as out:
+            process = subprocess.Popen([*CRONPIPE, *args], env=env, stdout=out, stderr=subprocess.STDOUT,
+                                       stdin=subprocess.DEVNULL)
+        return cls(name, process, log)
+
+    def wait_http(self, url: str, timeout_s: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.process.returncode}: {self.tail()}")
+            try:
+                httpx.get(url, timeout=1)
+                return
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        raise RuntimeError(f"{self.name} did not answer at {url}: {self.tail()}")
+
+    def terminate(self, timeout_s: float = 60.0) -> int:
+        """SIGTERM and wait; SIGKILL only if it does not stop (then the test fails on the code)."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            return -9
+
+    def tail(self, lines: int = 20) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+
+def read_check_in_ids(bootstrap: str, topic: str, expected: set[str], timeout_s: float = 60.0) -> set[str]:
+    """check_in_ids of the ``check_in`` messages in ``topic``; stops once all ``expected`` are seen."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"test-{uuid.uuid4().hex}",
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    consumer.subscribe([topic])
+    seen: set[str] = set()
+    deadline = time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < deadline and not expected <= seen:
+            msg = consumer.poll(0.2)
+            if msg is None or msg.error():
+                continue
+            message: CheckInMessage | ClockPulse | CheckInAttachmentMessage = decode_ingest_message(msg.value())
+            if isinstance(message, CheckInMessage):
+                seen.add(orjson.loads(message.payload)["check_in_id"])
+    finally:
+        consumer.close()
+    return seen
