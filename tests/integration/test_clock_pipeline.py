@@ -169,3 +169,26 @@ def test_thresholds_three_and_two_through_the_processor(make_rig: Callable[[int]
         (MonitorStatus.ERROR, [(first, False)]), (MonitorStatus.OK, [(first, True)]),
     ]
     assert rig.rows("SELECT count(*) FROM checkins WHERE status = %s", (int(CheckInStatus.MISSED),)) == [(0,)]
+
+
+def test_the_leader_sends_a_clock_pulse_to_every_ingest_partition(
+        make_rig: Callable[[int], PipelineRig], monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+    import time
+
+    from clock_helpers import high_watermarks, read_all
+
+    from schemas.messages import ClockPulse, decode_ingest_message
+
+    monkeypatch.setattr(consumers.clock, "PULSE_INTERVAL_S", 1.0)
+    rig = make_rig(4)
+
+    async def scenario() -> None:
+        deadline = time.monotonic() + 90
+        while not all(hw > 0 for hw in high_watermarks(rig.bootstrap, rig.topics.ingest).values()):
+            assert time.monotonic() < deadline, "no pulse reached every partition"
+            await asyncio.sleep(0.5)
+
+    rig.run(["clock"], scenario)
+    messages = [decode_ingest_message(v) for v in read_all(rig.bootstrap, rig.topics.ingest)]
+    assert messages and all(isinstance(m, ClockPulse) for m in messages)
