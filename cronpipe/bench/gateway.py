@@ -16,6 +16,10 @@ client costs little of the CPU the gateway needs) on loopback:
 4. **PostgreSQL check** (unless ``--no-processor``): ``cronpipe worker --agents checkins``
    stores them; the check-in rows are counted against the same 202s.
 
+``--stacks`` instead compares bare HTTP stacks on one worker (a fixed 202 from raw ASGI,
+Starlette and FastAPI, all on uvicorn with httptools and uvloop): the numbers behind the
+choice of raw ASGI.
+
 Each run is bounded by ``--seconds`` (≤ 30) and ``--requests``. Prints one JSON object on
 stdout, progress on stderr. Needs ``wrk`` (Debian: ``apt-get install -y wrk``).
 """
@@ -88,6 +92,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=2, help="gateway worker processes (default 2)")
     parser.add_argument("--monitors", type=int, default=1000, help="monitors the requests rotate over (default 1000)")
     parser.add_argument("--no-processor", action="store_true", help="skip the PostgreSQL check (no worker)")
+    parser.add_argument("--stacks", action="store_true",
+                        help="only compare bare raw-ASGI / Starlette / FastAPI servers (one worker each)")
     parser.add_argument("--timeout", type=float, default=300.0,
                         help="give up waiting for the worker to store the check-ins after this many seconds (default 300)")
 
@@ -117,6 +123,9 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         print("cronpipe: error: wrk not found: apt-get install -y wrk", file=sys.stderr)
         return 1
     seconds = min(args.seconds, MAX_SECONDS)
+    if args.stacks:
+        print(json.dumps(compare_stacks(wrk, args, seconds)), flush=True)
+        return 0
     bench = setup(settings)
     log(f"topic prefix {bench.topics.prefix}, project {bench.project_id}, logs in {bench.log_dir}")
     baseline = run_server(bench, args, wrk, seconds, noop=True)
@@ -291,3 +300,78 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+# ---------------------------------------------------------------------- bare stacks
+
+
+_STACK_PATH = "/api/1/cron/job/0123456789abcdef0123456789abcdef/"
+_STACK_BODY = b'{"id":"00000000000000000000000000000000"}'
+
+
+def raw_asgi_app() -> Any:
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        await send({"type": "http.response.start", "status": 202, "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": _STACK_BODY})
+
+    return app
+
+
+def starlette_app() -> Any:
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    async def cron(request: Request) -> Response:
+        return Response(_STACK_BODY, status_code=202, media_type="application/json")
+
+    return Starlette(routes=[Route("/api/{project_id:int}/cron/{slug}/{key}/", cron, methods=["GET", "POST"])])
+
+
+def fastapi_app() -> Any:
+    from fastapi import FastAPI, Response
+
+    app = FastAPI()
+
+    @app.get("/api/{project_id}/cron/{slug}/{key}/", status_code=202)
+    async def cron(project_id: int, slug: str, key: str, status: str = "ok") -> Response:
+        return Response(_STACK_BODY, status_code=202, media_type="application/json")
+
+    return app
+
+
+def compare_stacks(wrk: str, args: argparse.Namespace, seconds: float) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    for name, factory in (("raw_asgi", "raw_asgi_app"), ("starlette", "starlette_app"), ("fastapi", "fastapi_app")):
+        port = _free_port()
+        server = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", f"cronpipe.bench.gateway:{factory}", "--factory", "--host", "127.0.0.1",
+             "--port", str(port), "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning"],
+            stdin=subprocess.DEVNULL)
+        try:
+            wait_healthy_any(f"http://127.0.0.1:{port}{_STACK_PATH}?status=ok", server)
+            done = subprocess.run([wrk, "-t", str(args.threads), "-c", str(args.connections), "-d", f"{seconds:g}s",
+                                   "--latency", f"http://127.0.0.1:{port}{_STACK_PATH}?status=ok"],
+                                  capture_output=True, text=True, timeout=seconds + 60, check=True)
+        finally:
+            stop(server)
+        results[name] = parse_wrk(done.stdout)
+        log(f"{name}: {results[name]['accepted_per_s']}/s, p99 {results[name]['p99_ms']} ms")
+    return {"machine": {"cpus": os.cpu_count(), "load_avg_1m": round(os.getloadavg()[0], 2)},
+            "settings": {"seconds": seconds, "connections": args.connections, "workers": 1}, "stacks": results}
+
+
+def wait_healthy_any(url: str, server: subprocess.Popen[bytes], timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"the server exited with {server.returncode}")
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    raise RuntimeError(f"no answer at {url}")
