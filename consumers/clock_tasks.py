@@ -2,7 +2,7 @@
 
 A batch of tasks is one PostgreSQL transaction: the environments and check-ins it names
 are locked (id order), each task re-checks its condition against the locked rows, then
-the MISSED check-ins (COPY), the TIMEOUT transitions, the new deadlines, the rollups, the
+the MISSED check-ins, the TIMEOUT transitions, the new deadlines, the rollups, the
 incidents and the consumed offsets are written together. A redelivered task is skipped by
 its stored offset, and would change nothing anyway: its condition no longer holds.
 
@@ -36,11 +36,12 @@ import orjson
 import psycopg
 
 from consumers import clock_store, incident_store, store
-from consumers.clock_dispatch import TaskSendError, KafkaTaskSink, dispatch_tick
+from consumers.clock_dispatch import KafkaTaskSink, TaskSendError, dispatch_tick
 from consumers.clock_store import MissedCheckIn, TaskEnvironment, TimeoutCheckIn
 from consumers.context import WorkerContext
-from consumers.store import StoreError, StoreUnavailable, wrap_exceptions
 from consumers.incidents import IncidentState, apply_result
+from consumers.processing import ROLLUP_RESOLUTIONS, bucket_start
+from consumers.store import StoreError, StoreUnavailable, wrap_exceptions
 from schemas.clock import MarkMissing, MarkTimeout, decode_clock_task, decode_clock_tick
 from schemas.enums import CheckInStatus, MonitorStatus
 from schemas.messages import MessageDecodeError
@@ -67,7 +68,6 @@ TASK_BATCH_SIZE: Final = 5000
 TASK_BATCH_WITHIN_S: Final = 0.2
 #: Task consumers per worker (threads, each with its own connection and partitions).
 TASK_CONSUMERS: Final = 2
-ROLLUP_RESOLUTIONS: Final = (3600, 86400)
 
 Task = MarkMissing | MarkTimeout
 
@@ -208,11 +208,6 @@ class TaskWrites:
     rollups: dict[tuple[int, int, datetime], tuple[int, int]] = field(default_factory=dict)
     states: dict[int, tuple[IncidentState, MonitorStatus]] = field(default_factory=dict)
     opened: list[tuple[int, int, int | None, datetime]] = field(default_factory=list)
-
-
-def bucket_start(ts: datetime, resolution: int) -> datetime:
-    seconds = int(ts.timestamp())
-    return datetime.fromtimestamp(seconds - seconds % resolution, UTC)
 
 
 def _count(writes: TaskWrites, env_id: int, date_added: datetime, missed: int, timeout: int) -> None:
@@ -456,6 +451,11 @@ def register(app: faust.App, ctx: WorkerContext) -> None:
             dispatch_tick(conn, sink, tick, group=group, topic=ctx.topics.clock_tick,
                           partition=partition, offset=offset)
 
+    async def stop_worker(exc: StoreError) -> None:
+        # Not transient (a bug or a bad schema): retrying cannot help; stop the worker.
+        log.critical("clock stopped: %s", exc)
+        ctx.fatal = exc
+        await app.crash(exc)
 
     @app.agent(tick_topic, concurrency=1, name=f"{group}-clock-dispatch")
     async def clock_dispatch(stream: faust.StreamT[bytes]) -> None:
@@ -466,16 +466,18 @@ def register(app: faust.App, ctx: WorkerContext) -> None:
             except MessageDecodeError as exc:
                 log.error("undecodable clock tick @%d skipped: %s", message.offset, exc)
                 continue
-            await _with_retries(f"tick {tick:%Y-%m-%dT%H:%M}",
-                                functools.partial(dispatch, tick, message.partition, message.offset))
+            try:
+                await _with_retries(f"tick {tick:%Y-%m-%dT%H:%M}",
+                                    functools.partial(dispatch, tick, message.partition, message.offset))
+            except StoreError as exc:
+                await stop_worker(exc)
+                return
 
     async def consume_tasks() -> None:
         try:
             await _run_in_own_thread(TaskConsumer(ctx).run)
-        except StoreError as exc:  # not transient: a bug or a bad schema; stop the worker
-            log.critical("clock tasks stopped: %s", exc)
-            ctx.fatal = exc
-            await app.crash(exc)
+        except StoreError as exc:
+            await stop_worker(exc)
 
     # Several consumers of one group split the task partitions; tasks are keyed by
     # environment, so their batches never touch the same rows and run in parallel.
