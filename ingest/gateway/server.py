@@ -31,6 +31,7 @@ def uvicorn_config(settings: Settings, workers: int, port: int | None = None) ->
         host=settings.bind, port=settings.gateway_port if port is None else port, workers=workers,
         loop="uvloop", http="httptools", lifespan="on",
         access_log=False, log_level="info", server_header=False, date_header=False,
+        proxy_headers=False,  # nothing reads the client address; skip the middleware
         backlog=4096, timeout_keep_alive=30, timeout_graceful_shutdown=30,
     )
 
