@@ -294,10 +294,9 @@ def upsert_monitor(payload: CheckInPayload, project: Project, state: BatchState,
                           f"monitor {payload.monitor_slug!r} does not exist and no monitor_config was sent",
                           item, project)
         return monitor
-    try:
-        update = parse_monitor_config(payload.monitor_config)
-    except ConfigError as exc:
-        result.reject(ProcessingErrorType.MONITOR_INVALID_CONFIG, exc.reason, item, project, monitor)
+    update = parse_config(payload.monitor_config)
+    if isinstance(update, ConfigError):
+        result.reject(ProcessingErrorType.MONITOR_INVALID_CONFIG, update.reason, item, project, monitor)
         return None
     if monitor is None:
         monitor = MonitorState(id=next(ids.monitor_ids), project_id=project.id,
@@ -306,10 +305,38 @@ def upsert_monitor(payload: CheckInPayload, project: Project, state: BatchState,
                                config=merge_config(update, update), is_new=True)
         state.monitors[key] = monitor
         return monitor
-    merged = merge_config(monitor.config, update)
+    merged = merge_cached(monitor.config, update, update.present_keys)
     if merged != monitor.config:
         monitor.set_config(merged)
     return monitor
+
+
+def parse_config(raw: dict[str, Any]) -> MonitorConfig | ConfigError:
+    """``parse_monitor_config``, memoized: SDKs resend the same config with every check-in."""
+    try:
+        canonical = orjson.dumps(raw, option=orjson.OPT_SORT_KEYS)
+    except TypeError:  # not JSON-serializable (cannot come from a JSON payload): parse it directly
+        return _parse_config(raw)
+    return _parse_canonical_config(canonical)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_canonical_config(canonical: bytes) -> MonitorConfig | ConfigError:
+    return _parse_config(orjson.loads(canonical))
+
+
+def _parse_config(raw: dict[str, Any]) -> MonitorConfig | ConfigError:
+    try:
+        return parse_monitor_config(raw)
+    except ConfigError as exc:
+        return exc
+
+
+@functools.lru_cache(maxsize=4096)
+def merge_cached(existing: MonitorConfig, update: MonitorConfig, present_keys: frozenset[str]) -> MonitorConfig:
+    """``merge_config`` memoized; ``present_keys`` is part of the key because MonitorConfig
+    equality ignores it while the merge depends on it."""
+    return merge_config(existing, update)
 
 
 def ensure_environment(monitor: MonitorState, environment: str, state: BatchState, ids: IdPool) -> EnvState:
