@@ -145,3 +145,18 @@ def test_a_broken_config_clears_the_deadline_instead_of_stopping_the_batch() -> 
     decisions, deadlines = decide(tasks, {1: broken, 2: healthy}, {})
     assert decisions == [DueMissed(2, T, T + M)]
     assert deadlines[1] == (None, None)
+
+
+def test_a_long_silence_is_caught_up_in_bounded_steps_without_skipping_a_slot() -> None:
+    config = config_from_json(orjson.loads(_config("* * * * *")))
+    first = missed_slots(config, T, T + M, T + 10 * M, limit=3)
+    assert first is not None and first.slots == (T, T + M, T + 2 * M)
+    second = missed_slots(config, first.next_checkin, first.next_checkin_latest, T + 10 * M, limit=3)
+    assert second is not None and second.slots == (T + 3 * M, T + 4 * M, T + 5 * M)
+
+
+def test_an_interval_monitor_misses_every_interval_since_its_deadline() -> None:
+    config = config_from_json({"schedule_type": "interval", "schedule": [2, "hour"], "checkin_margin": 10})
+    plan = missed_slots(config, T, T + 10 * M, T + 4 * 60 * M + 10 * M)
+    assert plan is not None and plan.slots == (T, T + 120 * M, T + 240 * M)
+    assert (plan.next_checkin, plan.next_checkin_latest) == (T + 360 * M, T + 370 * M)
