@@ -70,6 +70,9 @@ def test_a_ten_minute_deadline_seen_by_two_ticks_is_missed_once() -> None:
     ("America/New_York", "2026-03-08", "2026-03-08T05:00", "2026-03-09T04:00"),
     # Fall back on 2026-10-25 at 03:00 local: midnight moves from UTC+2 to UTC+1.
     ("Europe/Berlin", "2026-10-25", "2026-10-24T22:00", "2026-10-25T23:00"),
+    # Spring forward at local midnight on 2026-09-06: that midnight does not exist, the job
+    # fires at the first instant after the gap (01:00 local, still 04:00 UTC).
+    ("America/Santiago", "2026-09-06", "2026-09-05T04:00", "2026-09-06T04:00"),
 ])
 def test_a_daily_monitor_is_missed_at_local_midnight_plus_margin_across_dst(
         zone: str, day: str, midnight_utc: str, next_midnight_utc: str) -> None:
