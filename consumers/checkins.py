@@ -16,9 +16,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import multiprocessing
+import os
+import signal
+import sys
+import threading
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -27,9 +33,9 @@ import faust
 from faust.types import TP
 
 from consumers import metrics, store
-from consumers.context import BatchCommitted, WorkerContext
-from consumers.dlq import DeadLetter, DlqLimiter, DlqLimitExceeded
-from consumers.processing import AttachmentItem, CheckInItem, Item, floor_minute, process_batch
+from consumers.context import BatchCommitted, WorkerContext, build_context
+from consumers.dlq import DeadLetter, DlqLimiter, DlqLimitExceeded, DlqPolicy
+from consumers.processing import AttachmentItem, CheckInItem, Item, ProcessorConfig, floor_minute, process_batch
 from consumers.store import BatchKeys, StoreError, StoreUnavailable, wrap_exceptions
 from schemas.messages import (
     CheckInAttachmentMessage,
@@ -39,6 +45,8 @@ from schemas.messages import (
     decode_ingest_message,
     parse_check_in_payload,
 )
+from schemas.settings import Settings
+from schemas.topics import Topics
 
 log = logging.getLogger("cronpipe.checkins")
 UTC = timezone.utc
@@ -175,11 +183,26 @@ def send_dead_letters(ctx: WorkerContext, limiter: DlqLimiter, dead: Sequence[De
 
 
 class CheckInProcessor:
-    """Runs batches off the event loop, retrying transient failures, draining on stop."""
+    """Runs batches off the event loop, retrying transient failures, draining on stop.
+
+    With ``ctx.batch_process`` the batches run in one child process (its own pool and
+    producer, same code): faust's per-event work and the processing then use two cores
+    instead of sharing one GIL. Otherwise they run in a thread of this process.
+    """
 
     def __init__(self, ctx: WorkerContext) -> None:
         self.ctx = ctx
         self.limiter = DlqLimiter(ctx.dlq)
+        self.child: ProcessPoolExecutor | None = None
+        if ctx.batch_process:
+            self.child = _start_child(ctx)
+            ctx.closers.append(lambda: self.child.shutdown(wait=True) if self.child else None)
+
+    def submit(self, events: Sequence[RawEvent]) -> Awaitable[BatchCommitted | None]:
+        if self.child is None:
+            return asyncio.to_thread(handle_batch, self.ctx, self.limiter, events)
+        rows = [(e.partition, e.offset, e.timestamp, e.key, e.value) for e in events]
+        return asyncio.get_running_loop().run_in_executor(self.child, _handle_in_child, rows)
 
     async def run_batch(self, events: Sequence[RawEvent]) -> None:
         """Commit ``events`` (retrying while the database is unavailable), then run the hooks.
@@ -190,8 +213,7 @@ class CheckInProcessor:
         attempt = 0
         while True:
             try:
-                committed = await _finish_even_if_cancelled(asyncio.to_thread(handle_batch, self.ctx,
-                                                                              self.limiter, events))
+                committed = await _finish_even_if_cancelled(self.submit(events))
                 break
             except StoreUnavailable as exc:
                 delay = _RETRY_DELAYS_S[min(attempt, len(_RETRY_DELAYS_S) - 1)]
@@ -210,6 +232,47 @@ async def _finish_even_if_cancelled(work: Any) -> Any:
         log.info("stop requested: finishing the batch in flight")
         await asyncio.wait([task])
         raise
+
+
+_CHILD: tuple[WorkerContext, DlqLimiter] | None = None
+
+
+def _start_child(ctx: WorkerContext) -> ProcessPoolExecutor:
+    # spawn, not fork: the parent already runs threads (faust's consumer, librdkafka).
+    return ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_init_child,
+                               initargs=(ctx.settings, ctx.topics, ctx.consumer_group, ctx.processor, ctx.dlq))
+
+
+def _init_child(settings: Settings, topics: Topics, group: str, processor: ProcessorConfig,
+                dlq: DlqPolicy) -> None:
+    # The parent decides when to stop: it lets the batch in flight finish, then shuts us down.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s[batch process]: %(message)s")
+    _exit_with_parent(os.getppid())
+    global _CHILD
+    ctx = build_context(settings, topics, consumer_group=group, processor=processor)
+    ctx.dlq = dlq
+    _CHILD = (ctx, DlqLimiter(dlq))
+
+
+def _exit_with_parent(parent: int) -> None:
+    """A killed worker (SIGKILL) cannot shut its batch process down: the child notices the
+    new parent and exits (a transaction in flight rolls back; its batch is redelivered)."""
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="parent-watchdog", daemon=True).start()
+
+
+def _handle_in_child(rows: list[tuple[int, int, float, bytes | None, bytes]]) -> BatchCommitted | None:
+    assert _CHILD is not None, "the batch process was not initialized"
+    ctx, limiter = _CHILD
+    return handle_batch(ctx, limiter, [RawEvent(*row) for row in rows])
 
 
 def raw_event(event: Any) -> RawEvent:

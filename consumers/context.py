@@ -78,8 +78,12 @@ class WorkerContext:
     dlq: DlqPolicy = field(default_factory=DlqPolicy)
     batch_size: int = 2000
     batch_within_s: float = 0.2
+    #: Run each check-in batch in a child process (``cronpipe worker`` does; tests run in-process).
+    batch_process: bool = False
     #: Set when an agent stops the worker on purpose (e.g. the DLQ limit); the exit cause.
     fatal: BaseException | None = None
+    #: Called by :func:`close_context`, last added first (e.g. the batch process's shutdown).
+    closers: list[Callable[[], None]] = field(default_factory=list)
 
     def notify_committed(self, committed: BatchCommitted) -> None:
         for hook in self.after_commit:
@@ -97,5 +101,7 @@ def build_context(settings: Settings, topics: Topics, *, consumer_group: str = "
 
 
 def close_context(ctx: WorkerContext) -> None:
+    for close in reversed(ctx.closers):
+        close()
     ctx.producer.flush(10)
     ctx.pool.close()

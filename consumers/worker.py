@@ -34,6 +34,7 @@ def run_worker(settings: Settings, agents: list[str], loglevel: str) -> int:
     ensure_topics(settings.kafka_bootstrap, topics.specs())
     app_id = f"{settings.topic_prefix}cronpipe"
     ctx = build_context(settings, topics, consumer_group=app_id, processor=processor_config())
+    ctx.batch_process = os.environ.get("CRONPIPE_BATCH_PROCESS", "1") != "0"
     try:
         app = create_app(ctx, names, app_id=app_id)
         worker = faust.Worker(app, loglevel=loglevel, override_logging=False)

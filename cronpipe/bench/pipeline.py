@@ -122,14 +122,26 @@ def start_worker(bench: Bench, rate_limit: int, log_path: Path) -> subprocess.Po
                                 env=env, stdout=out, stderr=subprocess.STDOUT)
 
 
-def peak_rss_mb(pid: int) -> float | None:
+def peak_rss_mb(pid: int) -> dict[str, float]:
+    """Peak RSS (VmHWM) of the worker process and of each child (the batch process)."""
+    peaks = {"worker": _vm_hwm_mb(pid)}
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        children = []
+    for n, child in enumerate(children):
+        peaks[f"child_{n}"] = _vm_hwm_mb(int(child))
+    return peaks
+
+
+def _vm_hwm_mb(pid: int) -> float:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith("VmHWM:"):
                 return round(int(line.split()[1]) / 1024, 1)
     except OSError:
-        return None
-    return None
+        pass
+    return float("nan")
 
 
 def measure_throughput(bench: Bench, total: int, timeout_s: float) -> dict[str, Any]:
