@@ -137,3 +137,25 @@ def test_a_worker_killed_mid_run_and_restarted_stores_every_check_in_exactly_onc
         assert count(database_url, f"SELECT sum(duration_count) {where}") == total
         assert count(database_url, f"SELECT sum(duration_sum_ms) {where}") == count(
             database_url, "SELECT sum(duration_ms) FROM checkins")
+
+
+def test_sigterm_mid_run_commits_the_batch_in_flight_and_exits_zero(
+        kafka_bootstrap: str, database_url: str, start_worker: Callable[[str], subprocess.Popen[bytes]]) -> None:
+    topics = Topics(prefix=f"t{uuid.uuid4().hex[:10]}-", timestamp_type="CreateTime", ingest_partitions=8)
+    ensure_topics(kafka_bootstrap, [replace(s, config={**s.config, "retention.ms": "-1"}) for s in topics.specs()])
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        create_org(conn, "acme")
+        create_project(conn, "acme", "backend", project_id=1)
+    messages, _ = produce_workload(kafka_bootstrap, topics.ingest)
+    stored_offsets = "SELECT sum(next_offset) FROM consumer_offsets"
+
+    worker = start_worker(topics.prefix)
+    wait_for(lambda: count(database_url, stored_offsets) > messages // 4, 300, "a quarter of the messages")
+    worker.send_signal(signal.SIGTERM)
+
+    assert worker.wait(60) == 0
+    assert count(database_url, stored_offsets) < messages
+    # Stopped at a batch boundary: what is stored is consistent with itself.
+    for status, column in ((1, "ok"), (2, "error")):
+        assert count(database_url, f"SELECT sum({column}) FROM checkin_rollups WHERE resolution = 3600") == count(
+            database_url, f"SELECT count(*) FROM checkins WHERE status = {status}")
