@@ -10,11 +10,9 @@ import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 
-import msgpack
 import pytest
 
 from checkins_pipeline import CRONTAB, T0, Pipeline, make_old_time_topics
-from consumers.processing import ProcessorConfig
 from schemas.enums import CheckInStatus, MonitorStatus, ProcessingErrorType
 from schemas.examples import load_example
 
@@ -210,3 +208,16 @@ def test_a_disabled_monitor_rejects_check_ins(pipeline: Pipeline) -> None:
 
     assert [t for t, _ in pipeline.errors()] == [int(ProcessingErrorType.MONITOR_DISABLED)]
     assert pipeline.one("SELECT count(*) FROM checkins") == (1,)
+
+
+def test_processing_errors_keep_only_the_newest_hundred_per_project(pipeline: Pipeline) -> None:
+    for n in range(130):
+        pipeline.check_in(f"unknown-{n}", at=T0 + timedelta(seconds=n))
+
+    async def scenario() -> None:
+        await pipeline.drain()
+    pipeline.run(scenario)
+
+    reasons = [reason for _, reason in pipeline.errors()]
+    assert len(reasons) == 100
+    assert "'unknown-129'" in reasons[-1] and not any("'unknown-29'" in r for r in reasons)
