@@ -92,6 +92,13 @@ def count(database_url: str, sql: str) -> int:
     return int(row[0]) if row and row[0] is not None else 0
 
 
+def child_pids(pid: int) -> list[int]:
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
 def wait_for(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
     deadline = time.monotonic() + timeout_s
     while not predicate():
@@ -115,9 +122,12 @@ def test_a_worker_killed_mid_run_and_restarted_stores_every_check_in_exactly_onc
 
     first = start_worker(topics.prefix)
     wait_for(lambda: count(database_url, stored_offsets) > messages // 4, 300, "a quarter of the messages")
+    children = child_pids(first.pid)
     first.send_signal(signal.SIGKILL)
     first.wait(10)
     assert count(database_url, stored_offsets) < messages, "the worker finished before it was killed"
+    wait_for(lambda: not any(Path(f"/proc/{pid}").exists() for pid in children), 30,
+             "the killed worker's batch process to exit")
 
     second = start_worker(topics.prefix)
     wait_for(lambda: count(database_url, stored_offsets) == messages, 600, "every message to be stored")
