@@ -300,11 +300,16 @@ def register(app: faust.App, ctx: WorkerContext) -> None:
                 log.critical("check-in processor stopped: %s", exc)
                 ctx.fatal = exc
                 await _stop_without_acking(app, exc)
+            except Exception as exc:  # a bug or a dead batch process: never skip the batch
+                log.critical("check-in processor stopped by an unexpected error", exc_info=exc)
+                ctx.fatal = exc
+                await _stop_without_acking(app, exc)
 
 
 async def _stop_without_acking(app: faust.App, exc: BaseException) -> None:
-    # Never return to take_events (which would acknowledge the failed batch): crash the
-    # app and wait here until the worker cancels this agent.
+    # Never return to take_events (which would acknowledge the failed batch, and faust's
+    # supervisor would restart the agent past it): crash the app and wait here until the
+    # worker cancels this agent. The next start resumes from the offsets in PostgreSQL.
     await app.crash(exc)
     await asyncio.Event().wait()
 
