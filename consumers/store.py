@@ -67,11 +67,17 @@ def _first_line(exc: BaseException) -> str:
 
 # --------------------------------------------------------------------------- offsets
 
+# A transaction-scoped advisory lock per (group, topic, partition), taken in partition
+# order: it serializes two consumers of one partition (the old and the new owner during a
+# rebalance) even before the partition has a consumer_offsets row to lock.
+LOCK_PARTITIONS = """
+SELECT pg_advisory_xact_lock(hashtextextended(%(group)s || '/' || %(topic)s || '/' || p, 0))
+  FROM unnest(%(partitions)b::integer[]) AS p ORDER BY p
+"""
+
 LOAD_OFFSETS = """
 SELECT partition, next_offset FROM consumer_offsets
  WHERE consumer_group = %(group)s AND topic = %(topic)s AND partition = ANY(%(partitions)b::integer[])
- ORDER BY partition
-   FOR UPDATE
 """
 
 SAVE_OFFSETS = """
@@ -93,10 +99,11 @@ ON CONFLICT (topic, partition) DO UPDATE SET ts = GREATEST(partition_clocks.ts, 
 
 
 def load_offsets(conn: Conn, group: str, topic: str, partitions: Iterable[int]) -> dict[int, int]:
-    """Next offset to process per partition, locked until the transaction ends so that two
-    consumers of one partition (during a rebalance) apply a batch once."""
-    rows = conn.execute(LOAD_OFFSETS, {"group": group, "topic": topic, "partitions": sorted(set(partitions))})
-    return {partition: offset for partition, offset in rows}
+    """Next offset to process per partition; the partitions stay locked until the
+    transaction ends, so that two consumers of one partition apply a batch once."""
+    params = {"group": group, "topic": topic, "partitions": sorted(set(partitions))}
+    conn.execute(LOCK_PARTITIONS, params)
+    return {partition: offset for partition, offset in conn.execute(LOAD_OFFSETS, params)}
 
 
 def load_all_offsets(conn: Conn, group: str, topic: str) -> dict[int, int]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from concurrent.futures import ThreadPoolExecutor
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
@@ -171,3 +172,18 @@ def test_rollup_totals_equal_the_check_in_counts(pipeline: Pipeline) -> None:
     daily = pipeline.rollup_totals(86400)
     assert daily[:2] == (sum(r[2] for r in actual), sum(r[3] for r in actual))
     assert pipeline.one("SELECT count(*) FROM checkins WHERE status = 3")[0] > 0  # type: ignore[index]
+
+
+def test_two_consumers_applying_the_same_batch_at_once_apply_it_once(pipeline: Pipeline, kafka_bootstrap: str) -> None:
+    for n in range(50):
+        pipeline.check_in(f"raced-{n % 5}", monitor_config=CRONTAB, at=T0 + timedelta(minutes=n))
+    pipeline.producer.flush(10)
+    events = [RawEvent(m.partition(), m.offset(), m.timestamp()[1] / 1000, m.key(), m.value())  # type: ignore[attr-defined]
+              for m in read_topic(kafka_bootstrap, pipeline.topics.ingest, 50)]
+
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda _: handle_batch(pipeline.ctx, DlqLimiter(DlqPolicy()), events), range(2)))
+
+    assert sorted(r is None for r in results) == [False, True]  # one committed, one found it done
+    assert pipeline.one("SELECT count(*) FROM checkins") == (50,)
+    assert pipeline.rollup_totals(86400)[0] == 50
