@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from confluent_kafka.admin import AdminClient
 
 from cronpipe.admin import create_org, create_project
 from ingest.loadgen import PRODUCER_CONFIG, LoadGenerator, drive
@@ -62,6 +63,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rate-limit", type=int, default=0,
                         help="CRONPIPE_CHECKIN_RATE_LIMIT for the worker (default 0: off, see --help text)")
     parser.add_argument("--skip-latency", action="store_true", help="only measure throughput and the COPY ceiling")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the bench's topics and rows (default: delete them at the end)")
 
 
 @dataclass
@@ -247,8 +250,43 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     finally:
         result["worker_exit_code"] = stop_worker(bench)
     result["copy_ceiling"] = measure_copy_ceiling(bench, min(total, 200_000))
+    if not args.keep:
+        clean_up(bench)
     print(json.dumps(result), flush=True)
     return 0
+
+
+# Children before parents; every row the bench's project, org and topics produced.
+_CLEAN_UP = [
+    "DELETE FROM checkin_attachments WHERE project_id = %(project)s",
+    "DELETE FROM incidents WHERE monitor_id IN (SELECT id FROM monitors WHERE project_id = %(project)s)",
+    "DELETE FROM checkin_rollups WHERE monitor_environment_id IN (SELECT e.id FROM monitor_environments e"
+    " JOIN monitors m ON m.id = e.monitor_id WHERE m.project_id = %(project)s)",
+    "DELETE FROM checkins WHERE project_id = %(project)s",
+    "DELETE FROM monitor_environments WHERE monitor_id IN (SELECT id FROM monitors WHERE project_id = %(project)s)",
+    "DELETE FROM processing_errors WHERE project_id = %(project)s",
+    "DELETE FROM monitors WHERE project_id = %(project)s",
+    "DELETE FROM project_keys WHERE project_id = %(project)s",
+    "DELETE FROM projects WHERE id = %(project)s",
+    "DELETE FROM organizations WHERE slug = %(org)s",
+    "DELETE FROM consumer_offsets WHERE topic LIKE %(topics)s",
+    "DELETE FROM partition_clocks WHERE topic LIKE %(topics)s",
+]
+
+
+def clean_up(bench: Bench) -> None:
+    """Delete the bench's rows and topics, so runs do not pile up in a shared database."""
+    params = {"project": bench.project_id, "org": bench.topics.prefix.rstrip("-"),
+              "topics": bench.topics.prefix.replace("_", "\\_") + "%"}
+    with bench.db() as conn, conn.transaction():
+        for statement in _CLEAN_UP:
+            conn.execute(statement, params)
+    admin = AdminClient({"bootstrap.servers": bench.settings.kafka_bootstrap})
+    for future in admin.delete_topics([spec.name for spec in bench.topics.specs()], operation_timeout=30).values():
+        try:
+            future.result()
+        except Exception as exc:  # a topic that is already gone is fine
+            log(f"could not delete a topic: {exc}")
 
 
 def machine() -> str:
