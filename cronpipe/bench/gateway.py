@@ -53,8 +53,9 @@ from schemas.topics import Topics, ensure_topics
 
 MAX_SECONDS = 30.0
 
-# Unique check-in ids per request (thread number + counter), monitors in rotation; each
-# thread stops itself after its share of --requests.
+# Unique check-in ids per request (run nonce + thread number + counter; check-in guids are
+# unique across the whole table, so two runs must never share one), monitors in rotation;
+# each thread stops itself after its share of --requests.
 WRK_SCRIPT = """
 local threads = {}
 local next_id = 1
@@ -68,13 +69,14 @@ function init(args)
   key = args[2]
   monitors = tonumber(args[3])
   limit = tonumber(args[4])
+  nonce = args[5]
   counter = 0
   answered = 0
 end
 function request()
   counter = counter + 1
   local slug = "gw-" .. (counter % monitors)
-  local cid = string.format("%08x%024x", tid, counter)
+  local cid = nonce .. string.format("%04x%016x", tid, counter)
   return wrk.format("GET", base .. slug .. "/" .. key .. "/?status=ok&check_in_id=" .. cid)
 end
 function response(status, headers, body)
@@ -220,7 +222,7 @@ def run_wrk(wrk: str, base: str, bench: Bench, args: argparse.Namespace, seconds
     per_thread = max(1, args.requests // args.threads)
     command = [wrk, "-t", str(args.threads), "-c", str(args.connections), "-d", f"{seconds:g}s", "--latency",
                "-s", str(script), base, "--", f"{base}/api/{bench.project_id}/cron/", bench.public_key,
-               str(args.monitors), str(per_thread)]
+               str(args.monitors), str(per_thread), uuid.uuid4().hex[:12]]
     done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60, check=True)
     return done.stdout
 
