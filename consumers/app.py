@@ -7,6 +7,7 @@ worker running only some agents does not need the others' modules.
 from __future__ import annotations
 
 import importlib
+import shutil
 import tempfile
 from collections.abc import Sequence
 
@@ -36,13 +37,18 @@ def resolve_agents(names: Sequence[str]) -> list[str]:
 
 
 def create_app(ctx: WorkerContext, agents: list[str], *, app_id: str = "cronpipe") -> faust.App:
-    """A faust app (in-memory tables, no web server) with ``agents`` registered."""
+    """A faust app (in-memory tables, no web server) with ``agents`` registered.
+
+    faust insists on a data directory; it gets a temporary one, removed by close_context.
+    """
+    datadir = tempfile.mkdtemp(prefix=f"faust-{app_id}-")
+    ctx.closers.append(lambda: shutil.rmtree(datadir, ignore_errors=True))
     app = faust.App(
         app_id,
         broker=f"kafka://{ctx.settings.kafka_bootstrap}",
         store="memory://",
         web_enabled=False,
-        datadir=tempfile.mkdtemp(prefix=f"faust-{app_id}-"),
+        datadir=datadir,
         topic_disable_leader=True,
         consumer_auto_offset_reset="earliest",
         stream_buffer_maxsize=max(4096, ctx.batch_size * 2),
