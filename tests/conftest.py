@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import psycopg
 import pytest
@@ -125,7 +125,10 @@ def make_topics(kafka_bootstrap: str) -> Callable[..., Topics]:
     def make(ingest_partitions: int = 8, timestamp_type: str = "CreateTime") -> Topics:
         topics = Topics(prefix=f"t{uuid.uuid4().hex[:10]}-", timestamp_type=timestamp_type,
                         ingest_partitions=ingest_partitions)
-        ensure_topics(kafka_bootstrap, topics.specs())
+        # Tests drive time with old CreateTime stamps; infinite retention keeps the broker
+        # from deleting those "7-day-old" messages in the middle of a test.
+        specs = [replace(spec, config={**spec.config, "retention.ms": "-1"}) for spec in topics.specs()]
+        ensure_topics(kafka_bootstrap, specs)
         return topics
 
     return make
