@@ -109,7 +109,7 @@ def read_check_in_ids(bootstrap: str, topic: str, expected: set[str], timeout_s:
             msg = consumer.poll(0.2)
             if msg is None or msg.error():
                 continue
-            message: CheckInMessage | ClockPulse | CheckInAttachmentMessage = decode_ingest_message(msg.value())
+            message: CheckInMessage | ClockPulse | CheckInAttachmentMessage = decode_ingest_message(msg.value() or b"")
             if isinstance(message, CheckInMessage):
                 seen.add(orjson.loads(message.payload)["check_in_id"])
     finally:

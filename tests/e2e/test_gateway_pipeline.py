@@ -4,10 +4,12 @@ curl one-liners rely on: paired OK check-ins with a duration, and job output ret
 
 from __future__ import annotations
 
+import functools
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import psycopg
@@ -18,7 +20,10 @@ from sentry_sdk.crons import capture_checkin
 
 from schemas.enums import CheckInStatus
 
-CONFIG = {"schedule": {"type": "crontab", "value": "0 * * * *"}, "checkin_margin": 5, "max_runtime": 30}
+if TYPE_CHECKING:
+    from sentry_sdk._types import MonitorConfig
+
+CONFIG: MonitorConfig = {"schedule": {"type": "crontab", "value": "0 * * * *"}, "checkin_margin": 5, "max_runtime": 30}
 
 
 class Stack:
@@ -103,7 +108,7 @@ def test_sentry_sdk_and_curl_check_ins_are_stored_paired_with_a_duration(stack: 
     assert httpx.get(stack.cron_url("curl-job"), params={"status": "ok"}).status_code == 202
 
     for slug in ("sdk-job", "decorated-job", "curl-job"):
-        rows = wait_for(lambda slug=slug: finished(stack.database_url, slug), f"{slug} to finish")
+        rows = wait_for(functools.partial(finished, stack.database_url, slug), f"{slug} to finish")
         assert isinstance(rows, list) and len(rows) == 1, rows
         [(_, status, duration_ms)] = rows
         assert status == CheckInStatus.OK and duration_ms is not None and duration_ms > 0, (slug, rows)
@@ -122,10 +127,15 @@ def test_job_output_posted_with_curl_is_stored_and_served_by_the_read_api(stack:
     assert response.status_code == 202 and response.json() == {"id": check_in_id}
 
     rows = wait_for(lambda: finished(stack.database_url, "backup"), "the backup check-in to finish")
-    assert [(g.hex, s) for g, s, _ in rows] == [(check_in_id, CheckInStatus.ERROR)]  # type: ignore[union-attr]
+    assert isinstance(rows, list)
+    assert [(g.hex, s) for g, s, _ in rows] == [(check_in_id, CheckInStatus.ERROR)]
     url = f"{stack.api_url}/api/0/organizations/acme/monitors/backup/checkins/{check_in_id}/attachment/"
-    served = wait_for(lambda: (r := httpx.get(url, headers={"Authorization": f"Bearer {stack.token}"})).status_code
-                      == 200 and r, "the attachment to be served")
+
+    def attachment() -> httpx.Response | None:
+        response = httpx.get(url, headers={"Authorization": f"Bearer {stack.token}"})
+        return response if response.status_code == 200 else None
+
+    served = wait_for(attachment, "the attachment to be served")
     assert isinstance(served, httpx.Response)
     assert served.content == log and served.headers["content-type"].startswith("text/plain")
     assert "attachment" in served.headers["content-disposition"]

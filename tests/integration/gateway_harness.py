@@ -50,7 +50,7 @@ def read_topic(bootstrap: str, topic: str, expected: int, timeout_s: float = 30.
         while time.monotonic() < deadline:
             msg = consumer.poll(0.2)
             if msg is not None and not msg.error():
-                found.append(Published(msg.key(), msg.partition(), decode_ingest_message(msg.value())))
+                found.append(Published(msg.key() or b"", msg.partition() or 0, decode_ingest_message(msg.value() or b"")))
             if len(found) >= expected:
                 deadline = min(deadline, time.monotonic() + settle_s) if settle_s else time.monotonic()
     finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import orjson
 import pytest
@@ -14,7 +15,10 @@ from cronpipe.admin import dsn
 from schemas.messages import CheckInMessage
 from schemas.topics import Topics
 
-CONFIG = {"schedule": {"type": "crontab", "value": "*/5 * * * *"}, "checkin_margin": 2, "max_runtime": 10,
+if TYPE_CHECKING:
+    from sentry_sdk._types import MonitorConfig
+
+CONFIG: MonitorConfig = {"schedule": {"type": "crontab", "value": "*/5 * * * *"}, "checkin_margin": 2, "max_runtime": 10,
           "timezone": "UTC"}
 
 

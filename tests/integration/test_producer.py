@@ -15,19 +15,20 @@ from schemas.messages import CheckInAttachmentMessage, CheckInMessage, decode_in
 from schemas.topics import Topics
 
 
-def consume_all(bootstrap: str, topic: str, expected: int, timeout_s: float = 30.0) -> list[tuple[bytes, bytes, int]]:
+def consume_all(bootstrap: str, topic: str, expected: int,
+                timeout_s: float = 30.0) -> list[tuple[bytes | None, bytes, int]]:
     """Read ``expected`` messages from the start of ``topic``: (key, value, partition)."""
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"test-{uuid.uuid4().hex}",
                          "auto.offset.reset": "earliest", "enable.auto.commit": False})
     consumer.subscribe([topic])
-    found: list[tuple[bytes, bytes, int]] = []
+    found: list[tuple[bytes | None, bytes, int]] = []
     deadline = time.monotonic() + timeout_s
     try:
         while len(found) < expected and time.monotonic() < deadline:
             msg = consumer.poll(0.5)
             if msg is None or msg.error():
                 continue
-            found.append((msg.key(), msg.value(), msg.partition()))
+            found.append((msg.key(), msg.value() or b"", msg.partition() or 0))
     finally:
         consumer.close()
     return found
