@@ -1,7 +1,7 @@
 """`cronpipe bench gateway`: HTTP ingest throughput and latency, against a do-nothing baseline.
 
-Against the configured Kafka and PostgreSQL, in a fresh organization/project and under a
-unique topic prefix, with keep-alive load from ``wrk`` (a separate C process, so the load
+Against the configured Kafka and PostgreSQL, in a database and topics of its own (dropped
+afterwards unless ``--keep``), with keep-alive load from ``wrk`` (a separate C process, so the load
 client costs little of the CPU the gateway needs) on loopback:
 
 1. **baseline**: ``cronpipe gateway --workers N`` with ``CRONPIPE_GATEWAY_NOOP=1`` — the
@@ -94,6 +94,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=2, help="gateway worker processes (default 2)")
     parser.add_argument("--monitors", type=int, default=1000, help="monitors the requests rotate over (default 1000)")
     parser.add_argument("--no-processor", action="store_true", help="skip the PostgreSQL check (no worker)")
+    parser.add_argument("--keep", action="store_true", help="keep the bench database and topics for inspection")
     parser.add_argument("--stacks", action="store_true",
                         help="only compare bare raw-ASGI / Starlette / FastAPI servers (one worker each)")
     parser.add_argument("--timeout", type=float, default=300.0,
@@ -129,7 +130,16 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         print(json.dumps(compare_stacks(wrk, args, seconds)), flush=True)
         return 0
     bench = setup(settings)
-    log(f"topic prefix {bench.topics.prefix}, project {bench.project_id}, logs in {bench.log_dir}")
+    log(f"database {bench.settings.effective_database_url()}, topic prefix {bench.topics.prefix}, "
+        f"logs in {bench.log_dir}")
+    try:
+        return measure(bench, args, wrk, seconds)
+    finally:
+        if not args.keep:
+            teardown(settings, bench)
+
+
+def measure(bench: Bench, args: argparse.Namespace, wrk: str, seconds: float) -> int:
     baseline = run_server(bench, args, wrk, seconds, noop=True)
     log(f"baseline: {baseline['accepted_per_s']}/s, p99 {baseline['p99_ms']} ms")
     real = run_server(bench, args, wrk, seconds, noop=False)
@@ -151,15 +161,39 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def setup(settings: Settings) -> Bench:
-    prefix = f"bench-gw-{uuid.uuid4().hex[:8]}-"
-    topics = Topics(prefix=prefix)
-    ensure_topics(settings.kafka_bootstrap, topics.specs())
+    """A migrated database of its own (the bench writes ~100,000 check-ins per run) and topics."""
+    from schemas.migrate import apply_migrations
+
+    suffix = uuid.uuid4().hex[:8]
+    name = f"bench_gateway_{suffix}"
     with psycopg.connect(settings.effective_database_url(), autocommit=True) as conn:
-        org = create_org(conn, prefix.rstrip("-"))
+        conn.execute(f"CREATE DATABASE {name}")
+    url = psycopg.conninfo.make_conninfo(settings.effective_database_url(), dbname=name)
+    apply_migrations(url)
+    topics = Topics(prefix=f"bench-gw-{suffix}-")
+    ensure_topics(settings.kafka_bootstrap, topics.specs())
+    with psycopg.connect(url, autocommit=True) as conn:
+        org = create_org(conn, "bench")
         project = create_project(conn, org.slug, "bench")
     log_dir = Path(tempfile.mkdtemp(prefix="cronpipe-bench-gateway-"))
-    return Bench(Settings(**{**settings.__dict__, "topic_prefix": prefix}), topics, project.id,
-                 project.public_key, log_dir)
+    own = Settings(**{**settings.__dict__, "topic_prefix": topics.prefix, "database_url": url})
+    return Bench(own, topics, project.id, project.public_key, log_dir)
+
+
+def teardown(settings: Settings, bench: Bench) -> None:
+    """Drop the bench database and delete its topics (nothing else)."""
+    from confluent_kafka.admin import AdminClient
+
+    name = psycopg.conninfo.conninfo_to_dict(bench.settings.effective_database_url())["dbname"]
+    with psycopg.connect(settings.effective_database_url(), autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    names = [spec.name for spec in bench.topics.specs()]
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    for name, future in admin.delete_topics(names, operation_timeout=30).items():
+        try:
+            future.result()
+        except Exception as exc:  # KafkaException; the bench's figures stand anyway
+            log(f"could not delete topic {name}: {exc}")
 
 
 # ---------------------------------------------------------------------- one server run
