@@ -27,6 +27,16 @@ settings (environment):
   CRONPIPE_BIND              address the HTTP servers bind (default 127.0.0.1)
   CRONPIPE_STATE_DIR         local state: Kafka jars/data, PostgreSQL cluster, pids (default ./.cronpipe)
   CRONPIPE_TOPIC_PREFIX      prefix for every topic name (default none)
+worker:
+  CRONPIPE_CHECKIN_RATE_LIMIT  check-ins per monitor environment and message minute (default 6; 0 = off)
+  CRONPIPE_BATCH_PROCESS       1: write check-in batches in a child process so faust and the
+                               writes use two cores; 0: in the worker process (default 1)
+gateway:
+  CRONPIPE_GATEWAY_KEY_CACHE_TTL     seconds a project key lookup is cached; a revoked key
+                                     stops working within this time (default 10)
+  CRONPIPE_GATEWAY_RATE_LIMIT        per-key limit for keys without their own: COUNT or
+                                     COUNT/SECONDS, per worker process (default: none)
+  CRONPIPE_GATEWAY_DELIVERY_TIMEOUT  seconds to wait for Kafka's acknowledgement before a 503 (default 10)
 """
 
 

@@ -1,4 +1,15 @@
-"""Gateway configuration: the shared Settings plus a few ``CRONPIPE_GATEWAY_*`` variables."""
+"""Gateway configuration: the shared Settings plus a few ``CRONPIPE_GATEWAY_*`` variables.
+
+(`cronpipe --help` lists them.)
+
+gateway settings (environment):
+  CRONPIPE_GATEWAY_KEY_CACHE_TTL     seconds a project key lookup is cached; a revoked key
+                                     stops working within this time (default 10)
+  CRONPIPE_GATEWAY_RATE_LIMIT        default per-key limit for keys without their own
+                                     (project_keys.rate_limit_count/window): COUNT or COUNT/SECONDS,
+                                     per worker process (default: none)
+  CRONPIPE_GATEWAY_DELIVERY_TIMEOUT  seconds to wait for Kafka's acknowledgement before a 503 (default 10)
+"""
 
 from __future__ import annotations
 
@@ -11,15 +22,6 @@ from ingest.gateway.ratelimit import RateLimit
 from schemas.settings import Settings
 from schemas.topics import Topics
 
-ENV_HELP = """\
-gateway settings (environment):
-  CRONPIPE_GATEWAY_KEY_CACHE_TTL     seconds a project key lookup is cached; a revoked key
-                                     stops working within this time (default 10)
-  CRONPIPE_GATEWAY_RATE_LIMIT        default per-key limit for keys without their own
-                                     (project_keys.rate_limit_count/window): COUNT or COUNT/SECONDS,
-                                     per worker process (default: none)
-  CRONPIPE_GATEWAY_DELIVERY_TIMEOUT  seconds to wait for Kafka's acknowledgement before a 503 (default 10)
-"""
 
 
 class ConfigError(ValueError):
