@@ -5,6 +5,9 @@ skip what is already stored (offsets) → :func:`decode` → dead letters to the
 load the rows the batch names → :func:`consumers.processing.process_batch` → write,
 store the offsets and advance the partition clocks → commit → ``after_commit`` hooks.
 
+A batch that fails unexpectedly (a bug one message triggers) is retried in halves down to
+that message, which goes to the DLQ: :func:`handle_batch_isolating_poison`.
+
 Redelivery is harmless: an event whose offset is below the stored next offset of its
 partition changes nothing. Kafka offsets are only acknowledged after the batch committed
 (faust's ``take_events`` acks a batch when the agent asks for the next one), and on every
@@ -141,7 +144,9 @@ def collect_keys(items: Sequence[Item]) -> BatchKeys:
 def handle_batch(ctx: WorkerContext, limiter: DlqLimiter, events: Sequence[RawEvent]) -> BatchCommitted | None:
     """Process and commit one batch; returns what committed (None if all were redeliveries).
 
-    Raises StoreUnavailable (retry the batch), StoreError (a bug: stop), DlqLimitExceeded.
+    Raises StoreUnavailable (retry the batch), DlqLimitExceeded (stop), and anything a bug
+    raises (StoreError included): :func:`handle_batch_isolating_poison` then isolates the
+    message that triggers it.
     """
     topic = ctx.topics.ingest
     started = time.perf_counter()
@@ -152,18 +157,76 @@ def handle_batch(ctx: WorkerContext, limiter: DlqLimiter, events: Sequence[RawEv
         if not fresh:
             return None
         batch = decode(topic, fresh)
-        send_dead_letters(ctx, limiter, batch.dead)
         state = store.load_batch_state(conn, batch.keys)
         ids = store.allocate_ids(conn, batch.keys, state)
         result = process_batch(batch.items, state, ids, ctx.processor)
         store.write_batch(conn, state, result)
         store.save_offsets(conn, ctx.consumer_group, topic, batch.next_offsets)
         store.advance_partition_clocks(conn, topic, batch.clocks)
+        # Last before the commit: a batch that fails and is retried in halves
+        # (handle_batch_isolating_poison) has sent, and counted, none of them yet.
+        send_dead_letters(ctx, limiter, batch.dead)
     metrics.CHECKINS_ACCEPTED.inc(result.accepted)
     metrics.PROCESSING_ERRORS.inc(len(result.errors))
     metrics.BATCH_SIZE.observe(len(events))
     metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
     return BatchCommitted(topic, batch.next_offsets, batch.clocks)
+
+
+def handle_batch_isolating_poison(ctx: WorkerContext, limiter: DlqLimiter,
+                                  events: Sequence[RawEvent]) -> BatchCommitted | None:
+    """:func:`handle_batch`; if that fails unexpectedly, the same in halves, down to single
+    messages: every half that works commits (its own transaction, offsets included, in
+    order), and a single message that still fails goes to the DLQ with its offset committed
+    (:func:`dead_letter_poison`). One bad message never stops the partition.
+
+    Raises, for the rest of the batch, what is not the messages' fault: StoreUnavailable
+    (retry; halves already committed are skipped as redeliveries) and DlqLimitExceeded.
+    """
+    try:
+        return handle_batch(ctx, limiter, events)
+    except (StoreUnavailable, DlqLimitExceeded):
+        raise
+    except Exception as exc:  # a bug one of these messages triggers (StoreError included)
+        failure = exc
+    # Outside the except block: the halves' own errors must not chain this one.
+    if len(events) == 1:
+        return dead_letter_poison(ctx, limiter, events[0], failure)
+    log.info("batch of %d failed (%s: %s): retrying it in halves", len(events), type(failure).__name__, failure)
+    middle = len(events) // 2
+    first = handle_batch_isolating_poison(ctx, limiter, events[:middle])
+    second = handle_batch_isolating_poison(ctx, limiter, events[middle:])
+    return merge_committed(first, second)
+
+
+def dead_letter_poison(ctx: WorkerContext, limiter: DlqLimiter, event: RawEvent,
+                       exc: Exception) -> BatchCommitted | None:
+    """Send a message whose processing raised to the DLQ and commit its offset (so a
+    redelivery skips it); it counts toward the DLQ limit. None if it was already past."""
+    topic = ctx.topics.ingest
+    letter = DeadLetter(topic, event.partition, event.offset, event.key, event.value,
+                        f"processing failed: {type(exc).__name__}: {exc}")
+    next_offsets = {event.partition: event.offset + 1}
+    clocks = {event.partition: floor_minute(datetime.fromtimestamp(event.timestamp, UTC))}
+    with wrap_exceptions(), ctx.pool.connection() as conn, conn.transaction():
+        if event.offset < store.load_offsets(conn, ctx.consumer_group, topic, [event.partition]).get(event.partition, 0):
+            return None  # another consumer of the partition got past it (a rebalance)
+        log.error("message %s[%d]@%d breaks processing: sent to the DLQ and skipped",
+                  topic, event.partition, event.offset, exc_info=exc)
+        store.save_offsets(conn, ctx.consumer_group, topic, next_offsets)
+        store.advance_partition_clocks(conn, topic, clocks)
+        send_dead_letters(ctx, limiter, [letter])
+    metrics.POISON_MESSAGES.inc()
+    return BatchCommitted(topic, next_offsets, clocks)
+
+
+def merge_committed(first: BatchCommitted | None, second: BatchCommitted | None) -> BatchCommitted | None:
+    """What two consecutive commits of one topic committed together."""
+    if first is None or second is None:
+        return first or second
+    offsets = {p: max(o, first.next_offsets.get(p, 0)) for p, o in second.next_offsets.items()}
+    clocks = {p: max(t, first.clocks.get(p, t)) for p, t in second.clocks.items()}
+    return BatchCommitted(first.topic, {**first.next_offsets, **offsets}, {**first.clocks, **clocks})
 
 
 def send_dead_letters(ctx: WorkerContext, limiter: DlqLimiter, dead: Sequence[DeadLetter]) -> None:
@@ -200,7 +263,7 @@ class CheckInProcessor:
 
     def submit(self, events: Sequence[RawEvent]) -> Awaitable[BatchCommitted | None]:
         if self.child is None:
-            return asyncio.to_thread(handle_batch, self.ctx, self.limiter, events)
+            return asyncio.to_thread(handle_batch_isolating_poison, self.ctx, self.limiter, events)
         rows = [(e.partition, e.offset, e.timestamp, e.key, e.value) for e in events]
         return asyncio.get_running_loop().run_in_executor(self.child, _handle_in_child, rows)
 
@@ -216,6 +279,7 @@ class CheckInProcessor:
                 committed = await _finish_even_if_cancelled(self.submit(events))
                 break
             except StoreUnavailable as exc:
+                metrics.BATCH_RETRIES.inc()
                 delay = _RETRY_DELAYS_S[min(attempt, len(_RETRY_DELAYS_S) - 1)]
                 log.warning("batch of %d not committed (%s); retrying in %.1fs", len(events), exc, delay)
                 attempt += 1
@@ -272,7 +336,7 @@ def _exit_with_parent(parent: int) -> None:
 def _handle_in_child(rows: list[tuple[int, int, float, bytes | None, bytes]]) -> BatchCommitted | None:
     assert _CHILD is not None, "the batch process was not initialized"
     ctx, limiter = _CHILD
-    return handle_batch(ctx, limiter, [RawEvent(*row) for row in rows])
+    return handle_batch_isolating_poison(ctx, limiter, [RawEvent(*row) for row in rows])
 
 
 def raw_event(event: Any) -> RawEvent:
@@ -300,7 +364,7 @@ def register(app: faust.App, ctx: WorkerContext) -> None:
                 log.critical("check-in processor stopped: %s", exc)
                 ctx.fatal = exc
                 await _stop_without_acking(app, exc)
-            except Exception as exc:  # a bug or a dead batch process: never skip the batch
+            except Exception as exc:  # a dead batch process or a bug outside handle_batch: never skip the batch
                 log.critical("check-in processor stopped by an unexpected error", exc_info=exc)
                 ctx.fatal = exc
                 await _stop_without_acking(app, exc)

@@ -1,4 +1,5 @@
-"""Dead letters: messages of ``ingest-monitors`` that cannot be decoded at all.
+"""Dead letters: messages of ``ingest-monitors`` that cannot be decoded at all, or whose
+processing raises an unexpected error (a bug; reason ``processing failed: <type>: <message>``).
 
 Each goes to ``ingest-monitors-dlq`` with its original key and bytes and headers naming
 the reason and where it came from. A limit guards against a bad deploy or a broken
@@ -29,7 +30,7 @@ class DeadLetter:
 
 
 class DlqLimitExceeded(RuntimeError):
-    """Too many undecodable messages in a short time: stop rather than drain the topic."""
+    """Too many dead letters in a short time: stop rather than drain the topic."""
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,7 @@ class DlqLimiter:
         total = sum(n for _, n in self._sent) + count
         if total > self.policy.max_messages:
             raise DlqLimitExceeded(
-                f"{total} undecodable messages within {self.policy.window_s:g}s "
+                f"{total} dead letters (undecodable or failing messages) within {self.policy.window_s:g}s "
                 f"(limit {self.policy.max_messages}): stopping instead of draining the topic "
                 "into the DLQ; inspect the DLQ and the producers, then restart")
         self._sent.append((now, count))

@@ -74,7 +74,7 @@ def test_the_dlq_limit_stops_the_batch_instead_of_draining_the_topic(pipeline: P
     events = [RawEvent(m.partition(), m.offset(), m.timestamp()[1] / 1000, m.key(), m.value())  # type: ignore[attr-defined]
               for m in read_topic(kafka_bootstrap, pipeline.topics.ingest, 5)]
 
-    with pytest.raises(DlqLimitExceeded, match="5 undecodable messages"):
+    with pytest.raises(DlqLimitExceeded, match="5 dead letters"):
         handle_batch(pipeline.ctx, DlqLimiter(DlqPolicy(max_messages=4, window_s=60)), events)
 
     assert pipeline.stored_offset() == 0  # nothing committed: the batch is retried after a fix
