@@ -10,7 +10,6 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from confluent_kafka import Producer
 
 from cronpipe.admin import create_org, create_project
 from schemas.messages import encode_check_in
-from schemas.topics import Topics, ensure_topics
+from schemas.topics import Topics
 
 UTC = timezone.utc
 T0 = datetime(2024, 6, 1, 8, 0, tzinfo=UTC)
@@ -109,11 +108,9 @@ def wait_for(predicate: Callable[[], bool], timeout_s: float, what: str) -> None
 
 @pytest.mark.timeout(900)
 def test_a_worker_killed_mid_run_and_restarted_stores_every_check_in_exactly_once(
-        kafka_bootstrap: str, database_url: str,
+        kafka_bootstrap: str, database_url: str, make_topics: Callable[..., Topics],
         start_worker: Callable[[str], subprocess.Popen[bytes]]) -> None:
-    # Kept forever: the workload's message times are in 2024, older than the default retention.
-    topics = Topics(prefix=f"t{uuid.uuid4().hex[:10]}-", timestamp_type="CreateTime", ingest_partitions=8)
-    ensure_topics(kafka_bootstrap, [replace(s, config={**s.config, "retention.ms": "-1"}) for s in topics.specs()])
+    topics = make_topics()
     with psycopg.connect(database_url, autocommit=True) as conn:
         create_org(conn, "acme")
         create_project(conn, "acme", "backend", project_id=1)
@@ -150,9 +147,9 @@ def test_a_worker_killed_mid_run_and_restarted_stores_every_check_in_exactly_onc
 
 
 def test_sigterm_mid_run_commits_the_batch_in_flight_and_exits_zero(
-        kafka_bootstrap: str, database_url: str, start_worker: Callable[[str], subprocess.Popen[bytes]]) -> None:
-    topics = Topics(prefix=f"t{uuid.uuid4().hex[:10]}-", timestamp_type="CreateTime", ingest_partitions=8)
-    ensure_topics(kafka_bootstrap, [replace(s, config={**s.config, "retention.ms": "-1"}) for s in topics.specs()])
+        kafka_bootstrap: str, database_url: str, make_topics: Callable[..., Topics],
+        start_worker: Callable[[str], subprocess.Popen[bytes]]) -> None:
+    topics = make_topics()
     with psycopg.connect(database_url, autocommit=True) as conn:
         create_org(conn, "acme")
         create_project(conn, "acme", "backend", project_id=1)

@@ -8,7 +8,6 @@ import asyncio
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any
 
@@ -22,24 +21,11 @@ from consumers.worker import running_app
 from cronpipe.admin import create_org, create_project
 from schemas.messages import encode_attachment, encode_check_in
 from schemas.settings import Settings
-from schemas.topics import Topics, ensure_topics
+from schemas.topics import Topics
 
 UTC = timezone.utc
 #: Message time of the first check-in of every scenario (Sentry's example start_time).
 T0 = datetime(2024, 4, 24, 15, 47, 52, tzinfo=UTC)
-
-
-def make_old_time_topics(bootstrap: str, ingest_partitions: int = 1) -> Topics:
-    """Unique CreateTime topics that keep messages of any age.
-
-    The scenarios use message times in 2024: with the broker's default retention (7 days
-    by message time) the log cleaner would delete them under the test's feet.
-    """
-    topics = Topics(prefix=f"t{uuid.uuid4().hex[:10]}-", timestamp_type="CreateTime",
-                    ingest_partitions=ingest_partitions)
-    specs = [replace(spec, config={**spec.config, "retention.ms": "-1"}) for spec in topics.specs()]
-    ensure_topics(bootstrap, specs)
-    return topics
 
 
 class Pipeline:

@@ -5,13 +5,15 @@ from __future__ import annotations
 import random
 from concurrent.futures import ThreadPoolExecutor
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 
 import pytest
+
+from schemas.topics import Topics
 from confluent_kafka import Consumer, TopicPartition
 
-from checkins_pipeline import CRONTAB, T0, Pipeline, make_old_time_topics
+from checkins_pipeline import CRONTAB, T0, Pipeline
 from consumers.checkins import RawEvent, handle_batch
 from consumers.dlq import DlqLimiter, DlqLimitExceeded, DlqPolicy
 from consumers.worker import running_app
@@ -21,8 +23,8 @@ OK, ERROR, IN_PROGRESS = int(CheckInStatus.OK), int(CheckInStatus.ERROR), int(Ch
 
 
 @pytest.fixture
-def pipeline(kafka_bootstrap: str, database_url: str) -> Iterator[Pipeline]:
-    p = Pipeline(kafka_bootstrap, make_old_time_topics(kafka_bootstrap), database_url)
+def pipeline(kafka_bootstrap: str, database_url: str, make_topics: Callable[..., Topics]) -> Iterator[Pipeline]:
+    p = Pipeline(kafka_bootstrap, make_topics(ingest_partitions=1), database_url)
     yield p
     p.close()
 

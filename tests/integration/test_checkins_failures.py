@@ -13,10 +13,12 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 import pytest
+
+from schemas.topics import Topics
 from confluent_kafka import Consumer, TopicPartition
 from prometheus_client import REGISTRY
 
-from checkins_pipeline import CRONTAB, T0, Pipeline, make_old_time_topics
+from checkins_pipeline import CRONTAB, T0, Pipeline
 from consumers import processing
 from consumers.checkins import RawEvent, handle_batch_isolating_poison
 from consumers.dlq import DlqLimiter, DlqPolicy
@@ -30,8 +32,8 @@ OK, ERROR = int(CheckInStatus.OK), int(CheckInStatus.ERROR)
 
 
 @pytest.fixture
-def pipeline(kafka_bootstrap: str, database_url: str) -> Iterator[Pipeline]:
-    p = Pipeline(kafka_bootstrap, make_old_time_topics(kafka_bootstrap), database_url)
+def pipeline(kafka_bootstrap: str, database_url: str, make_topics: Callable[..., Topics]) -> Iterator[Pipeline]:
+    p = Pipeline(kafka_bootstrap, make_topics(ingest_partitions=1), database_url)
     yield p
     p.close()
 

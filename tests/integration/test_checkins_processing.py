@@ -7,12 +7,14 @@ what PostgreSQL holds. Issue 3's "Done when" list, one test per rule.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 
 import pytest
 
-from checkins_pipeline import CRONTAB, T0, Pipeline, make_old_time_topics
+from schemas.topics import Topics
+
+from checkins_pipeline import CRONTAB, T0, Pipeline
 from schemas.enums import CheckInStatus, MonitorStatus, ProcessingErrorType
 from schemas.examples import load_example
 
@@ -21,8 +23,8 @@ OK, ERROR, IN_PROGRESS, TIMEOUT = (int(CheckInStatus.OK), int(CheckInStatus.ERRO
 
 
 @pytest.fixture
-def pipeline(kafka_bootstrap: str, database_url: str) -> Iterator[Pipeline]:
-    p = Pipeline(kafka_bootstrap, make_old_time_topics(kafka_bootstrap), database_url)
+def pipeline(kafka_bootstrap: str, database_url: str, make_topics: Callable[..., Topics]) -> Iterator[Pipeline]:
+    p = Pipeline(kafka_bootstrap, make_topics(ingest_partitions=1), database_url)
     yield p
     p.close()
 
