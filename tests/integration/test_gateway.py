@@ -5,25 +5,13 @@ from __future__ import annotations
 
 import gzip
 import uuid
-from collections.abc import Iterator
 
 import orjson
-import pytest
-from gateway_harness import Gateway, Project, gateway_config, make_project, read_topic, run_gateway
+from gateway_harness import Gateway, Project, read_topic
 
 from schemas.messages import CheckInAttachmentMessage, CheckInMessage
 from schemas.topics import Topics
 
-
-@pytest.fixture
-def project(database_url: str) -> Project:
-    return make_project(database_url, project_id=1)
-
-
-@pytest.fixture
-def gateway(kafka_bootstrap: str, topics: Topics, project: Project) -> Iterator[Gateway]:
-    with run_gateway(gateway_config(kafka_bootstrap, topics.ingest, project.database_url)) as running:
-        yield running
 
 
 def check_in_payloads(kafka_bootstrap: str, topics: Topics, expected: int) -> list[dict[str, object]]:

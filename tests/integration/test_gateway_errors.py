@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -15,16 +14,6 @@ from gateway_harness import Gateway, Project, gateway_config, make_project, read
 from cronpipe.admin import revoke_key
 from schemas.topics import Topics
 
-
-@pytest.fixture
-def project(database_url: str) -> Project:
-    return make_project(database_url, project_id=1)
-
-
-@pytest.fixture
-def gateway(kafka_bootstrap: str, topics: Topics, project: Project) -> Iterator[Gateway]:
-    with run_gateway(gateway_config(kafka_bootstrap, topics.ingest, project.database_url)) as running:
-        yield running
 
 
 def assert_topic_empty(kafka_bootstrap: str, topics: Topics) -> None:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import orjson
 import pytest
 import sentry_sdk
-from gateway_harness import Gateway, Project, gateway_config, make_project, read_topic, run_gateway
+from gateway_harness import Gateway, Project, read_topic
 from sentry_sdk.crons import capture_checkin
 
 from cronpipe.admin import dsn
@@ -21,16 +21,6 @@ if TYPE_CHECKING:
 CONFIG: MonitorConfig = {"schedule": {"type": "crontab", "value": "*/5 * * * *"}, "checkin_margin": 2, "max_runtime": 10,
           "timezone": "UTC"}
 
-
-@pytest.fixture
-def project(database_url: str) -> Project:
-    return make_project(database_url, project_id=1)
-
-
-@pytest.fixture
-def gateway(kafka_bootstrap: str, topics: Topics, project: Project) -> Iterator[Gateway]:
-    with run_gateway(gateway_config(kafka_bootstrap, topics.ingest, project.database_url)) as running:
-        yield running
 
 
 @pytest.fixture

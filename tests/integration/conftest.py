@@ -1,0 +1,22 @@
+"""Fixtures shared by the gateway's integration tests (a real gateway on real Kafka + PostgreSQL)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from gateway_harness import Gateway, Project, gateway_config, make_project, run_gateway
+
+from schemas.topics import Topics
+
+
+@pytest.fixture
+def project(database_url: str) -> Project:
+    """Project 1 with an active DSN key, in this test's database."""
+    return make_project(database_url, project_id=1)
+
+
+@pytest.fixture
+def gateway(kafka_bootstrap: str, topics: Topics, project: Project) -> Iterator[Gateway]:
+    with run_gateway(gateway_config(kafka_bootstrap, topics.ingest, project.database_url)) as running:
+        yield running
