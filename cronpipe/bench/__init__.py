@@ -17,6 +17,7 @@ BENCHMARKS = {
     "clock": "tick dispatch and MISSED/TIMEOUT marking for many monitors",
     "gateway": "HTTP ingest throughput and latency vs a do-nothing endpoint",
     "api": "read API stats/list latency vs computing from the check-ins table",
+    "ceilings": "faust no-op agent vs confluent-kafka + handle_batch vs bare consumer on one topic",
 }
 
 
