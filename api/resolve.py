@@ -64,14 +64,26 @@ async def find_project(conn: AsyncConnection[Any], organization: OrgRow, key: st
     return row
 
 
-async def find_monitor(conn: AsyncConnection[Any], organization: OrgRow, project: ProjectRow | None,
-                       key: str) -> MonitorRow:
-    params = {"organization_id": organization.id, "project_id": project.id if project else None,
-              "guid": as_guid(key), "key": key}
-    row = await store.fetch_one(conn, MonitorRow, store.MONITOR, params)
+async def find_monitor_scope(conn: AsyncConnection[Any], token_org_id: int, organization_key: str,
+                             project_key: str | None, monitor_key: str) -> MonitorScope:
+    """Organization, project (when ``project_key`` is given) and monitor in one query.
+
+    A 404 names the first one missing, as `organization` and `project` would.
+    """
+    row = await store.fetch_dict(conn, store.MONITOR_SCOPE, {
+        "token_org_id": token_org_id, "organization_number": as_number(organization_key),
+        "organization_key": organization_key, "project_number": None if project_key is None else as_number(project_key),
+        "project_key": project_key, "guid": as_guid(monitor_key), "key": monitor_key})
     if row is None:
+        raise NotFound("Organization not found")
+    organization = OrgRow(row.pop("scope_organization_id"), row.pop("scope_organization_slug"))
+    project_id, project_slug = row.pop("scope_project_id"), row.pop("scope_project_slug")
+    if project_key is not None and project_id is None:
+        raise NotFound("Project not found")
+    if row["id"] is None:
         raise NotFound("Monitor not found")
-    return row
+    return MonitorScope(organization, None if project_key is None else ProjectRow(project_id, project_slug),
+                        MonitorRow(**row))
 
 
 async def find_environment(conn: AsyncConnection[Any], monitor: MonitorRow, name: str) -> EnvironmentRow:
@@ -115,10 +127,15 @@ async def caller_organization_id(
     return await authenticate(conn, credentials)
 
 
+OrganizationKey = Annotated[str, Path(description="Organization id or slug")]
+ProjectKey = Annotated[str, Path(description="Project id or slug")]
+MonitorKey = Annotated[str, Path(description="Monitor guid or slug")]
+
+
 async def organization(
     conn: Conn,
     token_org_id: Annotated[int, Depends(caller_organization_id)],
-    organization_id_or_slug: Annotated[str, Path(description="Organization id or slug")],
+    organization_id_or_slug: OrganizationKey,
 ) -> OrgRow:
     return await find_organization(conn, token_org_id, organization_id_or_slug)
 
@@ -127,21 +144,25 @@ Organization = Annotated[OrgRow, Depends(organization)]
 
 
 async def project(
-    conn: Conn, org: Organization,
-    project_id_or_slug: Annotated[str, Path(description="Project id or slug")],
+    conn: Conn, org: Organization, project_id_or_slug: ProjectKey,
 ) -> ProjectRow:
     return await find_project(conn, org, project_id_or_slug)
 
 
+# The monitor routes resolve organization, project and monitor in one query (they run on
+# every monitor request); the answers are those of `organization` and `project` above.
+
+
 async def organization_monitor(
-    conn: Conn, org: Organization,
-    monitor_id_or_slug: Annotated[str, Path(description="Monitor guid or slug")],
+    conn: Conn, token_org_id: Annotated[int, Depends(caller_organization_id)],
+    organization_id_or_slug: OrganizationKey, monitor_id_or_slug: MonitorKey,
 ) -> MonitorScope:
-    return MonitorScope(org, None, await find_monitor(conn, org, None, monitor_id_or_slug))
+    return await find_monitor_scope(conn, token_org_id, organization_id_or_slug, None, monitor_id_or_slug)
 
 
 async def project_monitor(
-    conn: Conn, org: Organization, proj: Annotated[ProjectRow, Depends(project)],
-    monitor_id_or_slug: Annotated[str, Path(description="Monitor guid or slug")],
+    conn: Conn, token_org_id: Annotated[int, Depends(caller_organization_id)],
+    organization_id_or_slug: OrganizationKey, project_id_or_slug: ProjectKey, monitor_id_or_slug: MonitorKey,
 ) -> MonitorScope:
-    return MonitorScope(org, proj, await find_monitor(conn, org, proj, monitor_id_or_slug))
+    return await find_monitor_scope(conn, token_org_id, organization_id_or_slug, project_id_or_slug,
+                                    monitor_id_or_slug)
