@@ -17,26 +17,13 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from cronpipe.admin import create_org, create_project, create_token
+from cronpipe.bench.api import ROLLUPS
 from schemas.enums import CheckInStatus, MonitorStatus
 
 DEFAULT_CONFIG: dict[str, Any] = {
     "schedule_type": "crontab", "schedule": "0 * * * *", "checkin_margin": 5, "max_runtime": 30,
     "timezone": "UTC", "failure_issue_threshold": 2, "recovery_threshold": 1,
 }
-
-# Rollups as the processor keeps them: per environment and bucket, IN_PROGRESS never counted.
-BUILD_ROLLUPS = """
-INSERT INTO checkin_rollups (monitor_environment_id, resolution, bucket, ok, error, missed, timeout, unknown,
-                             duration_sum_ms, duration_count)
-SELECT c.monitor_environment_id, r.resolution,
-       to_timestamp(floor(extract(epoch FROM c.date_added) / r.resolution) * r.resolution),
-       count(*) FILTER (WHERE c.status = 1), count(*) FILTER (WHERE c.status = 2),
-       count(*) FILTER (WHERE c.status = 4), count(*) FILTER (WHERE c.status = 5),
-       count(*) FILTER (WHERE c.status = 0), coalesce(sum(c.duration_ms), 0), count(c.duration_ms)
-FROM checkins c CROSS JOIN (VALUES (3600), (86400)) AS r (resolution)
-WHERE c.status <> 3
-GROUP BY 1, 2, 3
-"""
 
 
 @dataclass(frozen=True)
@@ -135,4 +122,6 @@ class Seeder:
 
     def build_rollups(self) -> None:
         self.conn.execute("DELETE FROM checkin_rollups")
-        self.conn.execute(BUILD_ROLLUPS)
+        # Rollups as the processor keeps them (IN_PROGRESS never counted), rebuilt from the
+        # check-ins with the same SQL the API benchmark seeds with.
+        self.conn.execute(ROLLUPS)
