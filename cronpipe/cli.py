@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from schemas.argtypes import positive_int
 from schemas.settings import Settings
 
 log = logging.getLogger("cronpipe")
@@ -215,9 +216,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--loglevel", default="info", choices=["debug", "info", "warn", "error"], help="default info")
 
     p = add("gateway", cmd_gateway, "run the Sentry-compatible HTTP ingest gateway on CRONPIPE_BIND:CRONPIPE_GATEWAY_PORT")
-    p.add_argument("--workers", type=int, default=1, help="HTTP worker processes (default 1)")
+    p.add_argument("--workers", type=positive_int, default=1, help="HTTP worker processes (default 1)")
     p = add("api", cmd_api, "run the read API on CRONPIPE_BIND:CRONPIPE_API_PORT")
-    p.add_argument("--workers", type=int, default=1, help="HTTP worker processes (default 1)")
+    p.add_argument("--workers", type=positive_int, default=1, help="HTTP worker processes (default 1)")
 
     p = add("up", cmd_up, "bring up the whole local stack, create a demo org/project/token and show check-ins flowing")
     p.add_argument("--no-demo", action="store_true", help="start everything but send no demo check-ins")

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ingest.producer import CheckInProducer, ProducerQueueFull
+from schemas.argtypes import non_negative_float, non_negative_int, positive_int, ratio
 from schemas.settings import Settings
 from schemas.topics import Topics, ensure_topics
 
@@ -31,18 +32,18 @@ PRODUCER_CONFIG = {"linger.ms": 20, "batch.num.messages": 10_000, "queue.bufferi
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--project-id", type=int, required=True, help="project the check-ins belong to")
-    parser.add_argument("--monitors", type=int, default=10_000, help="distinct monitors (default 10000)")
-    parser.add_argument("--environments", type=int, default=3, help="environments per monitor (default 3)")
-    parser.add_argument("--rate", type=float, default=0.0,
+    parser.add_argument("--project-id", type=positive_int, required=True, help="project the check-ins belong to")
+    parser.add_argument("--monitors", type=positive_int, default=10_000, help="distinct monitors (default 10000)")
+    parser.add_argument("--environments", type=positive_int, default=3, help="environments per monitor (default 3)")
+    parser.add_argument("--rate", type=non_negative_float, default=0.0,
                         help="target messages per second; 0 = as fast as possible (default 0)")
-    parser.add_argument("--count", type=int, default=0, help="stop after this many messages (default: no limit)")
-    parser.add_argument("--duration", type=float, default=0.0,
+    parser.add_argument("--count", type=non_negative_int, default=0, help="stop after this many messages (default: no limit)")
+    parser.add_argument("--duration", type=non_negative_float, default=0.0,
                         help="stop after this many seconds (default: no limit; with neither, 10 s)")
-    parser.add_argument("--pair-ratio", type=float, default=0.3,
+    parser.add_argument("--pair-ratio", type=ratio, default=0.3,
                         help="share of check-ins sent as in_progress → ok pairs (default 0.3)")
-    parser.add_argument("--error-ratio", type=float, default=0.1, help="share of single-shot errors (default 0.1)")
-    parser.add_argument("--pair-delay", type=float, default=0.5,
+    parser.add_argument("--error-ratio", type=ratio, default=0.1, help="share of single-shot errors (default 0.1)")
+    parser.add_argument("--pair-delay", type=non_negative_float, default=0.5,
                         help="seconds between the two halves of a pair (default 0.5)")
     parser.add_argument("--slug-prefix", default="load", help="monitor slugs are PREFIX-N (default load)")
     parser.add_argument("--seed", type=int, default=None, help="random seed (default: random)")

@@ -32,6 +32,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
+from schemas.argtypes import positive_float, positive_int
 from schemas.migrate import apply_migrations
 from schemas.settings import Settings
 
@@ -55,12 +56,12 @@ GROUP BY 1, 2, 3
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--seconds", type=float, default=5.0, help="duration of each load phase (default 5)")
-    parser.add_argument("--clients", type=int, default=8, help="concurrent keep-alive clients (default 8)")
-    parser.add_argument("--workers", type=int, default=2, help="`cronpipe api` worker processes (default 2)")
-    parser.add_argument("--checkins", type=int, default=DAYS * 24 * 60,
+    parser.add_argument("--seconds", type=positive_float, default=5.0, help="duration of each load phase (default 5)")
+    parser.add_argument("--clients", type=positive_int, default=8, help="concurrent keep-alive clients (default 8)")
+    parser.add_argument("--workers", type=positive_int, default=2, help="`cronpipe api` worker processes (default 2)")
+    parser.add_argument("--checkins", type=positive_int, default=DAYS * 24 * 60,
                         help=f"check-ins of the stats monitor over {DAYS} days (default one a minute)")
-    parser.add_argument("--monitors", type=int, default=1000, help="monitors in the organization (default 1000)")
+    parser.add_argument("--monitors", type=positive_int, default=1000, help="monitors in the organization (default 1000)")
 
 
 # --- seeding ----------------------------------------------------------------------------

@@ -34,7 +34,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 import faust
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaException,
+    Message,
+    TopicPartition,
+)
 from confluent_kafka.admin import AdminClient
 
 from consumers.app import create_app
@@ -43,16 +49,17 @@ from consumers.context import WorkerContext, build_context, close_context
 from consumers.dlq import DlqLimiter
 from consumers.processing import ProcessorConfig
 from cronpipe.bench import pipeline
+from schemas.argtypes import positive_float, positive_int, ratio
 from schemas.settings import Settings
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkins", type=int, default=100_000, help="check-ins to produce (default 100000)")
-    parser.add_argument("--monitors", type=int, default=10_000, help="monitors (default 10000)")
-    parser.add_argument("--environments", type=int, default=3, help="environments per monitor (default 3)")
-    parser.add_argument("--pair-ratio", type=float, default=0.3, help="share of in_progress→ok pairs (default 0.3)")
-    parser.add_argument("--batch-size", type=int, default=2000, help="events per batch for every reader (default 2000)")
-    parser.add_argument("--timeout", type=float, default=60.0, help="give up on a reader after this many seconds"
+    parser.add_argument("--checkins", type=positive_int, default=100_000, help="check-ins to produce (default 100000)")
+    parser.add_argument("--monitors", type=positive_int, default=10_000, help="monitors (default 10000)")
+    parser.add_argument("--environments", type=positive_int, default=3, help="environments per monitor (default 3)")
+    parser.add_argument("--pair-ratio", type=ratio, default=0.3, help="share of in_progress→ok pairs (default 0.3)")
+    parser.add_argument("--batch-size", type=positive_int, default=2000, help="events per batch for every reader (default 2000)")
+    parser.add_argument("--timeout", type=positive_float, default=60.0, help="give up on a reader after this many seconds"
                                                                     " (default 60)")
     parser.add_argument("--skip-kafka", action="store_true", help="skip the do-nothing confluent-kafka consumer")
     parser.add_argument("--keep", action="store_true",

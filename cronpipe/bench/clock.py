@@ -28,6 +28,7 @@ from typing import Any
 
 import psycopg
 
+from schemas.argtypes import positive_float, positive_int
 from schemas.settings import Settings
 
 UTC = timezone.utc
@@ -39,17 +40,17 @@ EVERY_MINUTE = {"schedule_type": "crontab", "schedule": "* * * * *", "checkin_ma
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--monitors", type=int, default=100_000, help="monitors due at the tick (default 100000)")
+    parser.add_argument("--monitors", type=positive_int, default=100_000, help="monitors due at the tick (default 100000)")
     parser.add_argument("--keep", action="store_true", help="keep the benchmark database and topics")
     parser.add_argument("--under-load", action="store_true",
                         help="instead: ticks from next_checkin_latest to MISSED under a check-in load (issue 4)")
-    parser.add_argument("--load-monitors", type=int, default=10_000,
+    parser.add_argument("--load-monitors", type=positive_int, default=10_000,
                         help="--under-load: '* * * * *' monitors checking in every message minute (default 10000)")
-    parser.add_argument("--rate", type=float, default=3_000.0,
+    parser.add_argument("--rate", type=positive_float, default=3_000.0,
                         help="--under-load: check-ins/s offered (wall); sets the time compression (default 3000)")
-    parser.add_argument("--minutes", type=int, default=24,
+    parser.add_argument("--minutes", type=positive_int, default=24,
                         help="--under-load: message minutes of load after the warm-up (default 24)")
-    parser.add_argument("--silent", type=int, default=4,
+    parser.add_argument("--silent", type=positive_int, default=4,
                         help="--under-load: monitors that stop checking in after the warm-up (default 4)")
 
 

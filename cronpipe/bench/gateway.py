@@ -48,6 +48,7 @@ import psycopg
 from confluent_kafka import Consumer, TopicPartition
 
 from cronpipe.admin import create_org, create_project
+from schemas.argtypes import positive_float, positive_int
 from schemas.settings import Settings
 from schemas.topics import Topics, ensure_topics
 
@@ -87,17 +88,17 @@ end
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--seconds", type=float, default=10.0, help=f"length of each run, at most {MAX_SECONDS:g} (default 10)")
-    parser.add_argument("--requests", type=int, default=1_000_000, help="request cap per run (default 1000000)")
-    parser.add_argument("--connections", type=int, default=128, help="keep-alive connections (default 128)")
-    parser.add_argument("--threads", type=int, default=1, help="wrk threads (default 1)")
-    parser.add_argument("--workers", type=int, default=2, help="gateway worker processes (default 2)")
-    parser.add_argument("--monitors", type=int, default=1000, help="monitors the requests rotate over (default 1000)")
+    parser.add_argument("--seconds", type=positive_float, default=10.0, help=f"length of each run, at most {MAX_SECONDS:g} (default 10)")
+    parser.add_argument("--requests", type=positive_int, default=1_000_000, help="request cap per run (default 1000000)")
+    parser.add_argument("--connections", type=positive_int, default=128, help="keep-alive connections (default 128)")
+    parser.add_argument("--threads", type=positive_int, default=1, help="wrk threads (default 1)")
+    parser.add_argument("--workers", type=positive_int, default=2, help="gateway worker processes (default 2)")
+    parser.add_argument("--monitors", type=positive_int, default=1000, help="monitors the requests rotate over (default 1000)")
     parser.add_argument("--no-processor", action="store_true", help="skip the PostgreSQL check (no worker)")
     parser.add_argument("--keep", action="store_true", help="keep the bench database and topics for inspection")
     parser.add_argument("--stacks", action="store_true",
                         help="only compare bare raw-ASGI / Starlette / FastAPI servers (one worker each)")
-    parser.add_argument("--timeout", type=float, default=300.0,
+    parser.add_argument("--timeout", type=positive_float, default=300.0,
                         help="give up waiting for the worker to store the check-ins after this many seconds (default 300)")
 
 

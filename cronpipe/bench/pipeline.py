@@ -44,6 +44,13 @@ from confluent_kafka.admin import AdminClient
 from cronpipe.admin import create_org, create_project
 from ingest.loadgen import PRODUCER_CONFIG, LoadGenerator, drive
 from ingest.producer import CheckInProducer
+from schemas.argtypes import (
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    ratio,
+)
 from schemas.settings import Settings
 from schemas.topics import Topics, ensure_topics
 
@@ -51,16 +58,16 @@ UTC = timezone.utc
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkins", type=int, default=200_000, help="messages for the throughput run (default 200000)")
-    parser.add_argument("--monitors", type=int, default=10_000, help="monitors (default 10000)")
-    parser.add_argument("--environments", type=int, default=3, help="environments per monitor (default 3)")
-    parser.add_argument("--pair-ratio", type=float, default=0.3, help="share of in_progress→ok pairs (default 0.3)")
-    parser.add_argument("--rate", type=float, default=0.0,
+    parser.add_argument("--checkins", type=positive_int, default=200_000, help="messages for the throughput run (default 200000)")
+    parser.add_argument("--monitors", type=positive_int, default=10_000, help="monitors (default 10000)")
+    parser.add_argument("--environments", type=positive_int, default=3, help="environments per monitor (default 3)")
+    parser.add_argument("--pair-ratio", type=ratio, default=0.3, help="share of in_progress→ok pairs (default 0.3)")
+    parser.add_argument("--rate", type=non_negative_float, default=0.0,
                         help="messages/s for the latency run (default: 50%% of the measured throughput)")
-    parser.add_argument("--latency-seconds", type=float, default=15.0, help="length of the latency run (default 15)")
-    parser.add_argument("--timeout", type=float, default=120.0,
+    parser.add_argument("--latency-seconds", type=positive_float, default=15.0, help="length of the latency run (default 15)")
+    parser.add_argument("--timeout", type=positive_float, default=120.0,
                         help="give up waiting for the worker after this many seconds (default 120)")
-    parser.add_argument("--rate-limit", type=int, default=0,
+    parser.add_argument("--rate-limit", type=non_negative_int, default=0,
                         help="CRONPIPE_CHECKIN_RATE_LIMIT for the worker (default 0: off, see --help text)")
     parser.add_argument("--skip-latency", action="store_true", help="only measure throughput and the COPY ceiling")
     parser.add_argument("--keep", action="store_true",

@@ -1,0 +1,33 @@
+"""Argument types for the command lines: numbers with their allowed range.
+
+argparse turns the ``ArgumentTypeError`` into ``cronpipe X: error: argument --flag: <reason>``
+and exit status 2, so a bad value is named instead of silently misbehaving.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+
+
+def _number(parse: Callable[[str], float], kind: str, low: float, low_ok: bool,
+            high: float | None = None) -> Callable[[str], float]:
+    def check(text: str) -> float:
+        try:
+            value = parse(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {kind}, not {text!r}") from None
+        if value < low or (value == low and not low_ok):
+            raise argparse.ArgumentTypeError(f"must be {'>=' if low_ok else '>'} {low:g}, not {text}")
+        if high is not None and value > high:
+            raise argparse.ArgumentTypeError(f"must be <= {high:g}, not {text}")
+        return value
+
+    return check
+
+
+positive_int: Callable[[str], int] = _number(int, "an integer", 0, False)  # type: ignore[assignment]
+non_negative_int: Callable[[str], int] = _number(int, "an integer", 0, True)  # type: ignore[assignment]
+positive_float = _number(float, "a number", 0, False)
+non_negative_float = _number(float, "a number", 0, True)
+ratio = _number(float, "a number", 0, True, 1)
