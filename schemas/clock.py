@@ -13,7 +13,7 @@ from typing import Annotated, Any, Final, Literal
 import orjson
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
-from schemas.messages import MessageDecodeError, describe_validation_error
+from schemas.messages import MessageDecodeError, describe_validation_error, validate_tagged
 
 __all__ = [
     "ClockTask",
@@ -132,17 +132,7 @@ def encode_mark_timeout(ts: int, monitor_environment_id: int, checkin_id: int) -
 def decode_clock_task(raw: bytes) -> MarkMissing | MarkTimeout:
     """Decode a task; raises MessageDecodeError (``"type: field required"``,
     ``"unknown type 'mark_unknown'"``, ``"checkin_id: field required"``, ...)."""
-    data = _load_object(raw)
-    if "type" not in data:
-        raise MessageDecodeError("type: field required")
-    kind = data["type"]
-    model = _TASK_MODELS.get(kind) if isinstance(kind, str) else None
-    if model is None:
-        raise MessageDecodeError(f"unknown type {kind!r}")
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        raise MessageDecodeError(describe_validation_error(exc)) from None
+    return validate_tagged(_load_object(raw), "type", _TASK_MODELS)
 
 
 def task_key(task: MarkMissing | MarkTimeout) -> bytes:

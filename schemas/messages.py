@@ -23,7 +23,7 @@ import re
 import unicodedata
 import uuid
 from collections.abc import Mapping
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, Final, Literal, TypeVar
 
 import msgpack
 import orjson
@@ -262,6 +262,8 @@ IngestMessage = Annotated[
 
 INGEST_MESSAGE_ADAPTER: Final[TypeAdapter[IngestMessage]] = TypeAdapter(IngestMessage)
 
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
 _MESSAGE_MODELS: Final[dict[str, type[CheckInMessage | ClockPulse | CheckInAttachmentMessage]]] = {
     "check_in": CheckInMessage,
     "clock_pulse": ClockPulse,
@@ -289,12 +291,21 @@ def decode_ingest_message(raw: bytes) -> CheckInMessage | ClockPulse | CheckInAt
 
 def _validate_message(data: dict[str, Any]) -> CheckInMessage | ClockPulse | CheckInAttachmentMessage:
     """Pick the model by ``message_type`` and validate; raises MessageDecodeError."""
-    if "message_type" not in data:
-        raise MessageDecodeError("message_type: field required")
-    message_type = data["message_type"]
-    model = _MESSAGE_MODELS.get(message_type) if isinstance(message_type, str) else None
+    return validate_tagged(data, "message_type", _MESSAGE_MODELS)
+
+
+def validate_tagged(data: dict[str, Any], tag: str, models: Mapping[str, type[ModelT]]) -> ModelT:
+    """Validate ``data`` with the model its ``tag`` field names (a discriminated union).
+
+    Raises MessageDecodeError: ``"<tag>: field required"``, ``"unknown <tag> 'x'"`` or the
+    model's first validation errors.
+    """
+    if tag not in data:
+        raise MessageDecodeError(f"{tag}: field required")
+    kind = data[tag]
+    model = models.get(kind) if isinstance(kind, str) else None
     if model is None:
-        raise MessageDecodeError(f"unknown message_type {message_type!r}")
+        raise MessageDecodeError(f"unknown {tag} {kind!r}")
     try:
         return model.model_validate(data)
     except ValidationError as exc:
