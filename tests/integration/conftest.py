@@ -1,12 +1,15 @@
-"""Fixtures shared by the gateway's integration tests (a real gateway on real Kafka + PostgreSQL)."""
+"""Fixtures shared by integration tests: a real gateway on real Kafka + PostgreSQL, and the
+read API in-process on this test's database."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
 import pytest
+from fastapi.testclient import TestClient
 from gateway_harness import Gateway, Project, gateway_config, make_project, run_gateway
 
+from api.app import create_app
 from schemas.topics import Topics
 
 
@@ -20,3 +23,10 @@ def project(database_url: str) -> Project:
 def gateway(kafka_bootstrap: str, topics: Topics, project: Project) -> Iterator[Gateway]:
     with run_gateway(gateway_config(kafka_bootstrap, topics.ingest, project.database_url)) as running:
         yield running
+
+
+@pytest.fixture
+def client(database_url: str) -> Iterator[TestClient]:
+    """The read API app on this test's database, driven in-process."""
+    with TestClient(create_app(database_url, pool_size=2)) as c:
+        yield c

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import psycopg
 import pytest
 import schemathesis
@@ -29,11 +27,6 @@ def seeded(database_url: str) -> World:
     with psycopg.connect(database_url, autocommit=True) as conn:
         return seed_world(conn)
 
-
-@pytest.fixture
-def client(database_url: str) -> Iterator[TestClient]:
-    with TestClient(create_app(database_url, pool_size=2)) as c:
-        yield c
 
 
 def test_the_openapi_document_is_valid_openapi_with_every_route(client: TestClient) -> None:

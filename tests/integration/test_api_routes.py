@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -12,7 +11,6 @@ import pytest
 from api_seed import SeededCheckIn, SeededMonitor, Seeder
 from fastapi.testclient import TestClient
 
-from api.app import create_app
 from schemas.enums import CheckInStatus, MonitorStatus, ProcessingErrorType
 
 pytestmark = pytest.mark.postgres
@@ -74,11 +72,6 @@ def world(database_url: str) -> World:
     with psycopg.connect(database_url, autocommit=True) as conn:
         return seed_world(conn)
 
-
-@pytest.fixture
-def client(database_url: str) -> Iterator[TestClient]:
-    with TestClient(create_app(database_url, pool_size=2)) as c:
-        yield c
 
 
 def get(client: TestClient, token: str, path: str, **params: object):  # type: ignore[no-untyped-def]

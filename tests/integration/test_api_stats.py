@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -12,7 +12,6 @@ import pytest
 from api_seed import SeededCheckIn, Seeder
 from fastapi.testclient import TestClient
 
-from api.app import create_app
 from schemas.enums import CheckInStatus, api_name
 
 pytestmark = pytest.mark.postgres
@@ -68,11 +67,6 @@ def stats_world(database_url: str) -> StatsWorld:
         s.build_rollups()
         return StatsWorld(s.token("acme"), checkins)
 
-
-@pytest.fixture
-def client(database_url: str) -> Iterator[TestClient]:
-    with TestClient(create_app(database_url, pool_size=2)) as c:
-        yield c
 
 
 SINCE = int(T0.timestamp())
