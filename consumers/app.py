@@ -17,9 +17,9 @@ from consumers.context import WorkerContext
 
 #: Agent name → "module:function" registering it.
 AGENTS: dict[str, str] = {
-    "checkins": "consumers.checkins:register",
-    "clock": "consumers.clock:register",
-    "clock_tasks": "consumers.clock_tasks:register",
+    "checkins": "consumers.checkins.runner:register",
+    "clock": "consumers.clock.ticks:register",
+    "clock_tasks": "consumers.clock.tasks:register",
 }
 
 

@@ -15,8 +15,8 @@ from typing import Protocol
 from confluent_kafka import Producer
 from psycopg_pool import ConnectionPool
 
-from consumers.dlq import DlqPolicy
-from consumers.processing import ProcessorConfig
+from consumers.checkins.dlq import DlqPolicy
+from consumers.checkins.processing import ProcessorConfig
 from schemas.settings import Settings
 from schemas.topics import Topics
 

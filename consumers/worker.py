@@ -1,7 +1,7 @@
 """`cronpipe worker`: run the faust worker with some or all agents.
 
 SIGTERM/SIGINT stop the worker gracefully: the batch in flight commits (see
-``consumers.checkins.CheckInProcessor``), then the process exits 0. Tests use
+``consumers.checkins.runner.CheckInProcessor``), then the process exits 0. Tests use
 :func:`running_app` to run the same agents in-process.
 """
 
@@ -15,8 +15,8 @@ from collections.abc import AsyncIterator
 import faust
 
 from consumers.app import UnknownAgent, create_app, resolve_agents
+from consumers.checkins.processing import DEFAULT_RATE_LIMIT, ProcessorConfig
 from consumers.context import WorkerContext, build_context, close_context
-from consumers.processing import DEFAULT_RATE_LIMIT, ProcessorConfig
 from schemas.settings import Settings
 from schemas.topics import Topics, ensure_topics
 

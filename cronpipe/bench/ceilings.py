@@ -8,7 +8,7 @@ in this process, one reader after the other:
    :func:`consumers.app.create_app`) whose only agent does
    ``stream.take_events(batch, within=0.2)`` and counts events: faust's own ceiling;
 2. **processor**: a confluent-kafka consumer feeding batches of ``--batch-size`` to
-   :func:`consumers.checkins.handle_batch`: the processor's real work (decode, decisions,
+   :func:`consumers.checkins.runner.handle_batch`: the processor's real work (decode, decisions,
    PostgreSQL writes and stored offsets), starting from a project with no monitors;
 3. **kafka_noop**: the same consumer doing nothing: the broker/client ceiling.
 
@@ -44,10 +44,10 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient
 
 from consumers.app import create_app
-from consumers.checkins import RawEvent, handle_batch
+from consumers.checkins.dlq import DlqLimiter
+from consumers.checkins.processing import ProcessorConfig
+from consumers.checkins.runner import RawEvent, handle_batch
 from consumers.context import WorkerContext, build_context, close_context
-from consumers.dlq import DlqLimiter
-from consumers.processing import ProcessorConfig
 from cronpipe.bench import pipeline
 from schemas.argtypes import positive_float, positive_int, ratio
 from schemas.settings import Settings

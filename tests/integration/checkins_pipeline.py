@@ -15,8 +15,8 @@ import msgpack
 import psycopg
 from confluent_kafka import Producer
 
+from consumers.checkins.processing import ProcessorConfig
 from consumers.context import WorkerContext, build_context, close_context
-from consumers.processing import ProcessorConfig
 from consumers.worker import running_app
 from cronpipe.admin import create_org, create_project
 from schemas.messages import encode_attachment, encode_check_in

@@ -3,21 +3,20 @@
 from __future__ import annotations
 
 import random
-from concurrent.futures import ThreadPoolExecutor
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
-
-from schemas.topics import Topics
+from checkins_pipeline import CRONTAB, T0, Pipeline
 from confluent_kafka import Consumer, TopicPartition
 
-from checkins_pipeline import CRONTAB, T0, Pipeline
-from consumers.checkins import RawEvent, handle_batch
-from consumers.dlq import DlqLimiter, DlqLimitExceeded, DlqPolicy
+from consumers.checkins.dlq import DlqLimiter, DlqLimitExceeded, DlqPolicy
+from consumers.checkins.runner import RawEvent, handle_batch
 from consumers.worker import running_app
 from schemas.enums import CheckInStatus
+from schemas.topics import Topics
 
 OK, ERROR, IN_PROGRESS = int(CheckInStatus.OK), int(CheckInStatus.ERROR), int(CheckInStatus.IN_PROGRESS)
 

@@ -13,17 +13,16 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 import pytest
-
-from schemas.topics import Topics
+from checkins_pipeline import CRONTAB, T0, Pipeline
 from confluent_kafka import Consumer, TopicPartition
 from prometheus_client import REGISTRY
-
-from checkins_pipeline import CRONTAB, T0, Pipeline
-from consumers import processing
-from consumers.checkins import RawEvent, handle_batch_isolating_poison
-from consumers.dlq import DlqLimiter, DlqPolicy
-from schemas.enums import CheckInStatus
 from test_checkins_delivery import read_topic
+
+from consumers.checkins import processing
+from consumers.checkins.dlq import DlqLimiter, DlqPolicy
+from consumers.checkins.runner import RawEvent, handle_batch_isolating_poison
+from schemas.enums import CheckInStatus
+from schemas.topics import Topics
 
 if TYPE_CHECKING:
     from conftest import Infra

@@ -205,7 +205,7 @@ def test_redelivered_tasks_change_nothing(rig: ClockRig) -> None:
 
 
 def test_a_bounded_dispatch_continues_on_the_next_tick_then_starts_over(rig: ClockRig) -> None:
-    from consumers.clock_dispatch import KafkaTaskSink, dispatch_tick
+    from consumers.clock.dispatch import KafkaTaskSink, dispatch_tick
 
     env_ids = [_monitor(rig, f"job-{i}", crontab_config("* * * * *"), T)[1] for i in range(5)]
     sink = KafkaTaskSink(rig.bootstrap, rig.topics.clock_tasks)

@@ -1,4 +1,4 @@
-"""consumers.incident_store against a real PostgreSQL."""
+"""consumers.incidents.store against a real PostgreSQL."""
 
 from __future__ import annotations
 
@@ -7,9 +7,15 @@ from datetime import datetime, timezone
 import psycopg
 from clock_helpers import crontab_config, seed_monitor, seed_project
 
-from consumers.incident_store import (load_states, open_incident, open_incidents, resolve_incident,
-                                      resolve_incidents, save_states)
-from consumers.incidents import INITIAL_STATE, IncidentState
+from consumers.incidents.rules import INITIAL_STATE, IncidentState
+from consumers.incidents.store import (
+    load_states,
+    open_incident,
+    open_incidents,
+    resolve_incident,
+    resolve_incidents,
+    save_states,
+)
 from schemas.enums import MonitorStatus
 
 T = datetime(2026, 11, 26, 12, 0, tzinfo=timezone.utc)

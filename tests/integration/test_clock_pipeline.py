@@ -15,7 +15,7 @@ import psycopg
 import pytest
 from clock_helpers import PipelineRig, seed_project, tick_times
 
-import consumers.clock
+import consumers.clock.ticks
 from schemas.enums import CheckInStatus, MonitorStatus
 from schemas.topics import Topics
 
@@ -30,7 +30,7 @@ HOURLY = {"schedule": {"type": "crontab", "value": "0 * * * *"}}
 @pytest.fixture
 def make_rig(kafka_bootstrap: str, make_topics: Callable[..., Topics], database_url: str,
              monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[int], PipelineRig]]:
-    monkeypatch.setattr(consumers.clock, "PULSE_INTERVAL_S", 24 * 3600.0)
+    monkeypatch.setattr(consumers.clock.ticks, "PULSE_INTERVAL_S", 24 * 3600.0)
     with psycopg.connect(database_url, autocommit=True) as conn:
         seed_project(conn)
     rigs: list[PipelineRig] = []
@@ -180,7 +180,7 @@ def test_the_leader_sends_a_clock_pulse_to_every_ingest_partition(
 
     from schemas.messages import ClockPulse, decode_ingest_message
 
-    monkeypatch.setattr(consumers.clock, "PULSE_INTERVAL_S", 1.0)
+    monkeypatch.setattr(consumers.clock.ticks, "PULSE_INTERVAL_S", 1.0)
     rig = make_rig(4)
 
     async def scenario() -> None:

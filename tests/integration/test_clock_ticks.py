@@ -1,4 +1,4 @@
-"""Tick production (consumers.clock.advance_clock) against real PostgreSQL and Kafka."""
+"""Tick production (consumers.clock.ticks.advance_clock) against real PostgreSQL and Kafka."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import psycopg
 import pytest
 from clock_helpers import tick_times
 
-from consumers import store
-from consumers.clock import KafkaTickSink, TickSendError, advance_clock
+from consumers.checkins import store
+from consumers.clock.ticks import KafkaTickSink, TickSendError, advance_clock
 from schemas.topics import Topics
 
 T = datetime(2026, 3, 1, 9, 0, tzinfo=timezone.utc)

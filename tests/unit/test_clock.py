@@ -1,4 +1,4 @@
-"""The clock's pure decisions: ticks from partition positions (consumers.clock)."""
+"""The clock's pure decisions: ticks from partition positions (consumers.clock.ticks)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from consumers.clock import due_ticks, floor_minute
+from consumers.clock.ticks import due_ticks, floor_minute
 
 T = datetime(2026, 11, 26, 12, 0, tzinfo=timezone.utc)
 M = timedelta(minutes=1)

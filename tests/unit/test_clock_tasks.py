@@ -1,4 +1,4 @@
-"""Clock task decisions (consumers.clock_tasks): missed slots, timeouts, incidents. Pure."""
+"""Clock task decisions (consumers.clock.tasks): missed slots, timeouts, incidents. Pure."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from itertools import count
 import orjson
 import pytest
 
-from consumers.clock_store import TaskEnvironment, TimeoutCheckIn
-from consumers.clock_tasks import DueMissed, TimedOut, decide, missed_slots, plan_writes
-from consumers.incidents import INITIAL_STATE
+from consumers.clock.store import TaskEnvironment, TimeoutCheckIn
+from consumers.clock.tasks import DueMissed, TimedOut, decide, missed_slots, plan_writes
+from consumers.incidents.rules import INITIAL_STATE
 from schemas.clock import MarkMissing, MarkTimeout
 from schemas.enums import CheckInStatus, MonitorStatus
 from schemas.monitor_config import config_from_json

@@ -1,4 +1,4 @@
-"""Incident thresholds as pure decisions (consumers.incidents)."""
+"""Incident thresholds as pure decisions (consumers.incidents.rules)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from consumers.incidents import INITIAL_STATE, IncidentChange, IncidentState, apply_result
+from consumers.incidents.rules import INITIAL_STATE, IncidentChange, IncidentState, apply_result
 from schemas.enums import CheckInStatus as S
 from schemas.enums import MonitorStatus
 

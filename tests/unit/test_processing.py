@@ -1,4 +1,4 @@
-"""Pure decisions of the check-in processor (consumers.processing): no Kafka, no SQL."""
+"""Pure decisions of the check-in processor (consumers.checkins.processing): no Kafka, no SQL."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from datetime import datetime, timedelta, timezone
 import orjson
 import pytest
 
-from consumers.dlq import DlqLimiter, DlqLimitExceeded, DlqPolicy
-from consumers.processing import (
+from consumers.checkins.dlq import DlqLimiter, DlqLimitExceeded, DlqPolicy
+from consumers.checkins.processing import (
     BatchState,
     CheckInItem,
     CheckInState,

@@ -1,7 +1,7 @@
 """Check-in processing decisions: pure functions over one batch and the state it touches.
 
 No SQL, no Kafka, no clock. :func:`process_batch` takes the decoded messages of one batch
-(in partition order), the rows the batch refers to (loaded by ``consumers.store``) and a
+(in partition order), the rows the batch refers to (loaded by ``consumers.checkins.store``) and a
 pool of pre-allocated ids, and returns every write the batch implies. The rules are
 DESIGN.md "Semantics" and Sentry's ``monitor_consumer``:
 
@@ -29,7 +29,7 @@ from typing import Any, Final
 
 import orjson
 
-from consumers.incidents import INITIAL_STATE, IncidentChange, IncidentState, apply_result
+from consumers.incidents.rules import INITIAL_STATE, IncidentChange, IncidentState, apply_result
 from schemas.enums import CheckInStatus, MonitorStatus, ProcessingErrorType
 from schemas.messages import CheckInAttachmentMessage, CheckInMessage, CheckInPayload, PayloadError
 from schemas.monitor_config import (
@@ -492,7 +492,7 @@ def next_expected_minute(schedule: Schedule, tz: str, minute: datetime) -> datet
 
 
 def drive_incident(env: EnvState, checkin: CheckInState, result: BatchResult) -> None:
-    """Feed one OK/ERROR result to the incident thresholds (consumers.incidents)."""
+    """Feed one OK/ERROR result to the incident thresholds (consumers.incidents.rules)."""
     config = env.monitor.config
     change: IncidentChange = apply_result(env.incident, checkin.status, checkin.id, checkin.date_added,
                                           config.failure_issue_threshold or 1, config.recovery_threshold or 1)

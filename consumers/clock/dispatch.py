@@ -22,7 +22,8 @@ from typing import Any, Final, Protocol
 
 import psycopg
 
-from consumers import clock_store, store
+from consumers import database
+from consumers.clock import store as clock_store
 from schemas.clock import MarkMissing, MarkTimeout, encode_clock_task, task_key
 
 __all__ = ["DispatchResult", "KafkaTaskSink", "TaskSendError", "TaskSink", "dispatch_tick", "plan_tasks"]
@@ -121,7 +122,7 @@ def dispatch_tick(conn: psycopg.Connection[Any], sink: TaskSink, tick: datetime,
     committed; the tick is retried).
     """
     with conn.transaction():
-        if store.load_offsets(conn, group, topic, [partition]).get(partition, 0) > offset:
+        if database.load_offsets(conn, group, topic, [partition]).get(partition, 0) > offset:
             return None
         missing_after = clock_store.load_cursor(conn, group, MISSING)
         timeout_after = clock_store.load_cursor(conn, group, TIMEOUT)
@@ -142,7 +143,7 @@ def dispatch_tick(conn: psycopg.Connection[Any], sink: TaskSink, tick: datetime,
     with conn.transaction():
         clock_store.save_cursor(conn, group, MISSING, _next_cursor(last_env, missing, limit))
         clock_store.save_cursor(conn, group, TIMEOUT, _next_cursor(last_timeout, timeouts, limit))
-        store.save_offsets(conn, group, topic, {partition: offset + 1})
+        database.save_offsets(conn, group, topic, {partition: offset + 1})
     bounded = missing >= limit or timeouts >= limit
     if bounded:
         log.info("tick %s bounded at %d tasks per kind; continuing on the next tick", tick, limit)

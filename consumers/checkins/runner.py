@@ -2,7 +2,7 @@
 
 One batch = one PostgreSQL transaction, read top to bottom in :func:`handle_batch`:
 skip what is already stored (offsets) → :func:`decode` → dead letters to the DLQ →
-load the rows the batch names → :func:`consumers.processing.process_batch` → write,
+load the rows the batch names → :func:`consumers.checkins.processing.process_batch` → write,
 store the offsets and advance the partition clocks → commit → ``after_commit`` hooks.
 
 A batch that fails unexpectedly (a bug one message triggers) is retried in halves down to
@@ -35,11 +35,13 @@ from typing import Any
 import faust
 from faust.types import TP
 
-from consumers import metrics, store
+from consumers import database, metrics
+from consumers.checkins import store
+from consumers.checkins.dlq import DeadLetter, DlqLimiter, DlqLimitExceeded, DlqPolicy
+from consumers.checkins.processing import AttachmentItem, CheckInItem, Item, ProcessorConfig, floor_minute, process_batch
+from consumers.checkins.store import BatchKeys
 from consumers.context import BatchCommitted, WorkerContext, build_context
-from consumers.dlq import DeadLetter, DlqLimiter, DlqLimitExceeded, DlqPolicy
-from consumers.processing import AttachmentItem, CheckInItem, Item, ProcessorConfig, floor_minute, process_batch
-from consumers.store import BatchKeys, StoreError, StoreUnavailable, wrap_exceptions
+from consumers.database import StoreError, StoreUnavailable, wrap_exceptions
 from schemas.messages import (
     CheckInAttachmentMessage,
     CheckInMessage,
@@ -151,7 +153,7 @@ def handle_batch(ctx: WorkerContext, limiter: DlqLimiter, events: Sequence[RawEv
     topic = ctx.topics.ingest
     started = time.perf_counter()
     with wrap_exceptions(), ctx.pool.connection() as conn, conn.transaction():
-        stored = store.load_offsets(conn, ctx.consumer_group, topic, {e.partition for e in events})
+        stored = database.load_offsets(conn, ctx.consumer_group, topic, {e.partition for e in events})
         fresh = [e for e in events if e.offset >= stored.get(e.partition, 0)]
         metrics.REDELIVERED.inc(len(events) - len(fresh))
         if not fresh:
@@ -161,7 +163,7 @@ def handle_batch(ctx: WorkerContext, limiter: DlqLimiter, events: Sequence[RawEv
         ids = store.allocate_ids(conn, batch.keys, state)
         result = process_batch(batch.items, state, ids, ctx.processor)
         store.write_batch(conn, state, result)
-        store.save_offsets(conn, ctx.consumer_group, topic, batch.next_offsets)
+        database.save_offsets(conn, ctx.consumer_group, topic, batch.next_offsets)
         store.advance_partition_clocks(conn, topic, batch.clocks)
         # Last before the commit: a batch that fails and is retried in halves
         # (handle_batch_isolating_poison) has sent, and counted, none of them yet.
@@ -209,11 +211,11 @@ def dead_letter_poison(ctx: WorkerContext, limiter: DlqLimiter, event: RawEvent,
     next_offsets = {event.partition: event.offset + 1}
     clocks = {event.partition: floor_minute(datetime.fromtimestamp(event.timestamp, UTC))}
     with wrap_exceptions(), ctx.pool.connection() as conn, conn.transaction():
-        if event.offset < store.load_offsets(conn, ctx.consumer_group, topic, [event.partition]).get(event.partition, 0):
+        if event.offset < database.load_offsets(conn, ctx.consumer_group, topic, [event.partition]).get(event.partition, 0):
             return None  # another consumer of the partition got past it (a rebalance)
         log.error("message %s[%d]@%d breaks processing: sent to the DLQ and skipped",
                   topic, event.partition, event.offset, exc_info=exc)
-        store.save_offsets(conn, ctx.consumer_group, topic, next_offsets)
+        database.save_offsets(conn, ctx.consumer_group, topic, next_offsets)
         store.advance_partition_clocks(conn, topic, clocks)
         send_dead_letters(ctx, limiter, [letter])
     metrics.POISON_MESSAGES.inc()
@@ -390,7 +392,7 @@ async def sync_kafka_offsets(app: faust.App, ctx: WorkerContext) -> None:
     if not assigned:
         return
     with wrap_exceptions(), ctx.pool.connection() as conn:
-        stored = store.load_all_offsets(conn, ctx.consumer_group, topic)
+        stored = database.load_all_offsets(conn, ctx.consumer_group, topic)
     offsets = {TP(topic, p): o for p, o in stored.items() if p in assigned}
     if offsets:
         log.info("resuming %s from stored offsets %s", topic, {tp.partition: o for tp, o in offsets.items()})

@@ -1,7 +1,7 @@
 """PostgreSQL for the clock, its dispatch and its tasks: named queries, set-based writes.
 
-Partition positions are written by the processor (``consumers.store.advance_partition_clocks``)
-and consumer offsets with ``consumers.store.load_offsets`` / ``save_offsets``, shared with it.
+Partition positions are written by the processor (``consumers.checkins.store.advance_partition_clocks``)
+and consumer offsets with ``consumers.database.load_offsets`` / ``save_offsets``, shared with it.
 
 Every function runs in the caller's connection; the callers own the transactions. Rows
 come back as frozen dataclasses. Row locks are always taken in id order (environments,
@@ -18,7 +18,7 @@ from typing import Any
 
 import psycopg
 
-from consumers.incidents import IncidentState
+from consumers.incidents.rules import IncidentState
 from schemas.enums import CheckInStatus, MonitorStatus
 
 Conn = psycopg.Connection[Any]

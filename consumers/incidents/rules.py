@@ -9,7 +9,7 @@ IN_PROGRESS and UNKNOWN change nothing.
 The state mirrors the columns ``monitor_environments.failure_run``,
 ``failure_run_start_id``, ``failure_run_start_at``, ``ok_run`` plus "an incident is open"
 (a row of ``incidents`` with ``resolving_timestamp IS NULL``); see
-``consumers.incident_store`` for loading and saving it. Muted environments are not
+``consumers.incidents.store`` for loading and saving it. Muted environments are not
 special here: they record incidents too (muting only silences notifications).
 
 Both the check-in processor and the clock tasks call :func:`apply_result` once per

@@ -41,7 +41,7 @@ import faust
 import psycopg
 from psycopg_pool import ConnectionPool
 
-from consumers import clock_store
+from consumers.clock import store as clock_store
 from consumers.context import KafkaSender, WorkerContext
 from schemas.clock import encode_clock_tick
 from schemas.messages import encode_clock_pulse

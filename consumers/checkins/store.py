@@ -3,26 +3,21 @@
 Every function runs inside the caller's transaction, the one that also stores the
 consumed offsets, so a batch commits all of its effects or none. Reads are one query per
 table for the whole batch (``= ANY`` / ``unnest`` joins); writes are COPY or one
-set-based statement per table. :func:`wrap_exceptions` is the only place that knows
-psycopg's error types.
+set-based statement per table. psycopg's errors become cronpipe errors in
+``consumers.database`` (which also stores the offsets).
 """
 
 from __future__ import annotations
 
-import contextlib
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Final
 
 import orjson
-import psycopg
-import psycopg.errors
 
-from consumers import incident_store
-from consumers.incidents import INITIAL_STATE
-from consumers.processing import (
+from consumers.checkins.processing import (
     BatchResult,
     BatchState,
     CheckInState,
@@ -32,88 +27,23 @@ from consumers.processing import (
     Project,
     rollup_deltas,
 )
+from consumers.database import Conn, StoreError
+from consumers.incidents import store as incident_store
+from consumers.incidents.rules import INITIAL_STATE
 from schemas.enums import CheckInStatus, MonitorStatus
 from schemas.monitor_config import ConfigError, MonitorConfig, config_from_json
 
-Conn = psycopg.Connection[Any]
 UTC = timezone.utc
 #: Processing errors kept per project; older ones are deleted as new ones arrive.
 MAX_ERRORS_PER_PROJECT: Final = 100
 
-
-class StoreError(RuntimeError):
-    """A database error that retrying the same batch will not fix (a bug or a bad schema)."""
-
-
-class StoreUnavailable(StoreError):
-    """A transient database error (connection lost, deadlock, serialization): retry the batch."""
-
-
-@contextlib.contextmanager
-def wrap_exceptions() -> Iterator[None]:
-    """Turn psycopg errors into StoreUnavailable (transient) or StoreError (permanent)."""
-    try:
-        yield
-    except (psycopg.OperationalError, psycopg.InterfaceError,
-            psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure) as exc:
-        raise StoreUnavailable(f"database unavailable: {_first_line(exc)}") from exc
-    except psycopg.Error as exc:
-        raise StoreError(f"database error: {_first_line(exc)}") from exc
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-
-
-# --------------------------------------------------------------------------- offsets
-
-# A transaction-scoped advisory lock per (group, topic, partition), taken in partition
-# order: it serializes two consumers of one partition (the old and the new owner during a
-# rebalance) even before the partition has a consumer_offsets row to lock.
-LOCK_PARTITIONS = """
-SELECT pg_advisory_xact_lock(hashtextextended(%(group)s || '/' || %(topic)s || '/' || p, 0))
-  FROM unnest(%(partitions)b::integer[]) AS p ORDER BY p
-"""
-
-LOAD_OFFSETS = """
-SELECT partition, next_offset FROM consumer_offsets
- WHERE consumer_group = %(group)s AND topic = %(topic)s AND partition = ANY(%(partitions)b::integer[])
-"""
-
-SAVE_OFFSETS = """
-INSERT INTO consumer_offsets (consumer_group, topic, partition, next_offset)
-SELECT %(group)s, %(topic)s, p, o FROM unnest(%(partitions)b::integer[], %(offsets)b::bigint[]) AS t (p, o)
-ON CONFLICT (consumer_group, topic, partition)
-DO UPDATE SET next_offset = GREATEST(consumer_offsets.next_offset, excluded.next_offset)
-"""
-
-LOAD_ALL_OFFSETS = """
-SELECT partition, next_offset FROM consumer_offsets WHERE consumer_group = %(group)s AND topic = %(topic)s
-"""
+# --------------------------------------------------------------------------- partition clocks
 
 ADVANCE_CLOCKS = """
 INSERT INTO partition_clocks (topic, partition, ts)
 SELECT %(topic)s, p, ts FROM unnest(%(partitions)b::integer[], %(ts)b::timestamptz[]) AS t (p, ts)
 ON CONFLICT (topic, partition) DO UPDATE SET ts = GREATEST(partition_clocks.ts, excluded.ts)
 """
-
-
-def load_offsets(conn: Conn, group: str, topic: str, partitions: Iterable[int]) -> dict[int, int]:
-    """Next offset to process per partition; the partitions stay locked until the
-    transaction ends, so that two consumers of one partition apply a batch once."""
-    params = {"group": group, "topic": topic, "partitions": sorted(set(partitions))}
-    conn.execute(LOCK_PARTITIONS, params)
-    return {partition: offset for partition, offset in conn.execute(LOAD_OFFSETS, params)}
-
-
-def load_all_offsets(conn: Conn, group: str, topic: str) -> dict[int, int]:
-    return {p: o for p, o in conn.execute(LOAD_ALL_OFFSETS, {"group": group, "topic": topic})}
-
-
-def save_offsets(conn: Conn, group: str, topic: str, next_offsets: Mapping[int, int]) -> None:
-    partitions = sorted(next_offsets)
-    conn.execute(SAVE_OFFSETS, {"group": group, "topic": topic, "partitions": partitions,
-                                "offsets": [next_offsets[p] for p in partitions]})
 
 
 def advance_partition_clocks(conn: Conn, topic: str, minutes: Mapping[int, datetime]) -> None:
@@ -134,7 +64,7 @@ SELECT m.id, m.project_id, m.organization_id, m.slug, m.name, m.status, m.config
        ON m.project_id = k.project_id AND m.slug = k.slug
 """
 
-# Locked (in id order, as consumers.incident_store does) because the clock tasks move
+# Locked (in id order, as consumers.incidents.store does) because the clock tasks move
 # the same rows: without the lock one of two concurrent updates would be lost.
 LOAD_ENVIRONMENTS = """
 SELECT e.id, e.monitor_id, e.environment, e.status, e.last_checkin, e.next_checkin,
@@ -304,7 +234,7 @@ UPDATE monitors AS m SET config = u.config
  WHERE m.id = u.id
 """
 
-# Environments carry the incident runs (consumers.incidents.IncidentState) in the same
+# Environments carry the incident runs (consumers.incidents.rules.IncidentState) in the same
 # row: they are written with the schedule fields in one statement per batch.
 INSERT_ENVIRONMENTS = """
 INSERT INTO monitor_environments (id, monitor_id, environment, status, last_checkin, next_checkin,
@@ -463,7 +393,7 @@ def update_checkins(conn: Conn, checkins: Sequence[CheckInState]) -> None:
 
 
 def write_incidents(conn: Conn, result: BatchResult) -> None:
-    """Open and resolve incidents with consumers.incident_store; the runs and the status
+    """Open and resolve incidents with consumers.incidents.store; the runs and the status
     (what ``incident_store.save_states`` writes) went out with the environment rows."""
     incident_store.open_incidents(conn, [(o.monitor_id, o.env_id, o.checkin_id, o.ts)
                                          for o in result.incidents_opened])
@@ -510,7 +440,4 @@ def upsert_attachments(conn: Conn, result: BatchResult) -> None:
         "dates": [datetime.fromtimestamp(m.start_time, UTC) for m, _ in rows]})
 
 
-__all__ = [
-    "BatchKeys", "StoreError", "StoreUnavailable", "advance_partition_clocks", "allocate_ids",
-    "load_all_offsets", "load_batch_state", "load_offsets", "save_offsets", "wrap_exceptions", "write_batch",
-]
+__all__ = ["BatchKeys", "advance_partition_clocks", "allocate_ids", "load_batch_state", "write_batch"]

@@ -14,7 +14,7 @@ from typing import Any
 
 import psycopg
 
-from consumers.incidents import IncidentState
+from consumers.incidents.rules import IncidentState
 from schemas.enums import MonitorStatus
 
 __all__ = [

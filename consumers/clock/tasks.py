@@ -35,13 +35,15 @@ import faust
 import orjson
 import psycopg
 
-from consumers import clock_store, incident_store, store
-from consumers.clock_dispatch import KafkaTaskSink, TaskSendError, dispatch_tick
-from consumers.clock_store import MissedCheckIn, TaskEnvironment, TimeoutCheckIn
+from consumers import database
+from consumers.checkins.processing import ROLLUP_RESOLUTIONS, bucket_start
+from consumers.clock import store as clock_store
+from consumers.clock.dispatch import KafkaTaskSink, TaskSendError, dispatch_tick
+from consumers.clock.store import MissedCheckIn, TaskEnvironment, TimeoutCheckIn
 from consumers.context import WorkerContext
-from consumers.incidents import IncidentState, apply_result
-from consumers.processing import ROLLUP_RESOLUTIONS, bucket_start
-from consumers.store import StoreError, StoreUnavailable, wrap_exceptions
+from consumers.database import StoreError, StoreUnavailable, wrap_exceptions
+from consumers.incidents import store as incident_store
+from consumers.incidents.rules import IncidentState, apply_result
 from schemas.clock import MarkMissing, MarkTimeout, decode_clock_task, decode_clock_tick
 from schemas.enums import CheckInStatus, MonitorStatus
 from schemas.messages import MessageDecodeError
@@ -271,7 +273,7 @@ def apply_task_batch(conn: psycopg.Connection[Any], messages: Sequence[TaskMessa
     committed: the caller retries the same batch).
     """
     with conn.transaction():
-        stored = store.load_offsets(conn, group, topic, {m.partition for m in messages})
+        stored = database.load_offsets(conn, group, topic, {m.partition for m in messages})
         fresh = [m for m in messages if m.offset >= stored.get(m.partition, 0)]
         tasks = [m.task for m in fresh if m.task is not None]
         envs = clock_store.load_task_environments(conn, {t.monitor_environment_id for t in tasks})
@@ -281,7 +283,7 @@ def apply_task_batch(conn: psycopg.Connection[Any], messages: Sequence[TaskMessa
         ids = clock_store.allocate_checkin_ids(conn, sum(isinstance(d, DueMissed) for d in decisions))
         writes = plan_writes(decisions, envs, iter(ids))
         _write(conn, writes, deadlines)
-        store.save_offsets(conn, group, topic, _next_offsets(messages))
+        database.save_offsets(conn, group, topic, _next_offsets(messages))
     return TaskBatch(skipped=len(messages) - len(fresh), missed=len(writes.missed),
                      timeouts=len(writes.timeouts), incidents_opened=len(writes.opened))
 
@@ -363,7 +365,7 @@ class TaskConsumer:
     def _on_assign(self, consumer: Any, partitions: list[Any]) -> None:
         try:
             with wrap_exceptions(), self._ctx.pool.connection() as conn:
-                stored = store.load_all_offsets(conn, self._ctx.consumer_group, self._topic)
+                stored = database.load_all_offsets(conn, self._ctx.consumer_group, self._topic)
         except StoreUnavailable as exc:  # earliest instead: redelivered tasks change nothing
             log.warning("stored offsets unavailable on assignment (%s); starting from the earliest", exc)
             stored = {}

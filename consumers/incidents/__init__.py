@@ -1,0 +1,1 @@
+"""Incidents: ``rules`` (pure failure/recovery thresholds) and ``store`` (their rows)."""
