@@ -16,6 +16,7 @@ from api.metrics import MetricsMiddleware, metrics_endpoint
 from api.resolve import organization_monitor, project_monitor
 from api.responses import JsonResponse
 from api.routes import ORG_PREFIX, PROJECT_PREFIX, monitor_routes, organization_routes, project_routes
+from api.timeline_routes import timeline_routes
 
 DESCRIPTION = "Read-only monitor API with Sentry's paths and field names. Bearer token of one organization."
 # Plans chosen per execution: the optional-filter idiom (`x IS NULL OR col = x`) makes a
@@ -53,6 +54,7 @@ def create_app(database_url: str, pool_size: int = 8) -> FastAPI:
     app.include_router(project_routes(), prefix=PROJECT_PREFIX, tags=["projects"])
     app.include_router(monitor_routes(project_monitor), prefix=f"{PROJECT_PREFIX}/monitors/{{monitor_id_or_slug}}",
                        tags=["project monitors"])
+    app.include_router(timeline_routes())
     app.add_api_route("/healthz", healthz, methods=["GET"], include_in_schema=False)
     app.add_route("/metrics", metrics_endpoint, include_in_schema=False)
     app.add_middleware(MetricsMiddleware)

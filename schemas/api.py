@@ -120,3 +120,24 @@ class ErrorBody(BaseModel):
 
     detail: str
     parameter: str | None = None
+
+
+class TimelineEnvironment(MonitorEnvironment):
+    """An environment with its timeline: ``[index, ok, error, missed, timeout, in_progress,
+    unknown]`` per non-empty bucket, bucket ``index`` starting at ``since + index * resolution``."""
+
+    timeline: list[list[int]]
+
+
+class TimelineMonitor(Monitor):
+    environments: list[TimelineEnvironment]  # type: ignore[assignment]
+
+
+class MonitorsTimeline(ApiModel):
+    """Every monitor of a page with its per-environment timeline, for an overview in one request."""
+
+    since: int
+    until: int
+    resolution: int
+    buckets: int
+    monitors: list[TimelineMonitor]

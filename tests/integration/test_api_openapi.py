@@ -34,9 +34,10 @@ def test_the_openapi_document_is_valid_openapi_with_every_route(client: TestClie
     validate(document)
     paths = document["paths"]
     assert "/api/0/organizations/{organization_id_or_slug}/monitors/{monitor_id_or_slug}/stats/" in paths
+    assert "/api/0/organizations/{organization_id_or_slug}/monitors-timeline/" in paths
     assert "/api/0/projects/{organization_id_or_slug}/{project_id_or_slug}/monitors/{monitor_id_or_slug}" \
            "/environments/{environment}/" in paths
-    assert len(paths) == 17
+    assert len(paths) == 18
     assert document["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
 
 
@@ -58,7 +59,7 @@ def check_no_5xx(case: schemathesis.Case, token: str, seeded_path: bool) -> None
 def test_no_generated_request_gets_a_5xx(database_url: str, seeded: World) -> None:
     schema = schemathesis.openapi.from_asgi("/openapi.json", create_app(database_url, pool_size=2))
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) == 17
+    assert len(operations) == 18
     for operation in operations:
         @given(case=operation.as_strategy(), seeded_path=st.booleans())
         @settings(max_examples=20, deadline=None, suppress_health_check=list(HealthCheck), database=None)
