@@ -17,6 +17,8 @@ from api.resolve import organization_monitor, project_monitor
 from api.responses import JsonResponse
 from api.routes import ORG_PREFIX, PROJECT_PREFIX, monitor_routes, organization_routes, project_routes
 from api.timeline_routes import timeline_routes
+from api.ui import ui_routes
+from api.ui.headers import InertResponses
 
 DESCRIPTION = "Read-only monitor API with Sentry's paths and field names. Bearer token of one organization."
 # Plans chosen per execution: the optional-filter idiom (`x IS NULL OR col = x`) makes a
@@ -55,10 +57,12 @@ def create_app(database_url: str, pool_size: int = 8) -> FastAPI:
     app.include_router(monitor_routes(project_monitor), prefix=f"{PROJECT_PREFIX}/monitors/{{monitor_id_or_slug}}",
                        tags=["project monitors"])
     app.include_router(timeline_routes())
+    app.include_router(ui_routes())
     app.add_api_route("/healthz", healthz, methods=["GET"], include_in_schema=False)
     app.add_route("/metrics", metrics_endpoint, include_in_schema=False)
     app.add_middleware(MetricsMiddleware)
     app.add_middleware(RejectNulBytes)
+    app.add_middleware(InertResponses)
     app.openapi = lambda: _openapi_without_422(app)  # type: ignore[method-assign]
     return app
 

@@ -46,20 +46,7 @@ ORDER BY m.name, m.id
 LIMIT %(limit)s::bigint OFFSET %(offset)s::bigint
 """
 
-# Rollup rows summed into the plan's buckets, plus the open IN_PROGRESS check-ins (which
-# rollups never count) through their partial index. A bucket may come back twice, once
-# from each part; api.timeline.cells_by_environment adds them up.
-TIMELINE_BUCKETS = """
-SELECT r.monitor_environment_id,
-       ((date_part('epoch', r.bucket)::bigint - %(start)s::bigint) / %(resolution)s::bigint)::integer,
-       sum(r.ok)::integer, sum(r.error)::integer, sum(r.missed)::integer, sum(r.timeout)::integer,
-       0, sum(r.unknown)::integer
-FROM checkin_rollups r
-WHERE r.monitor_environment_id = ANY(%(environment_ids)s::bigint[])
-  AND r.resolution = %(source)s::integer
-  AND r.bucket >= %(start_at)s::timestamptz AND r.bucket < %(end_at)s::timestamptz
-GROUP BY 1, 2
-UNION ALL
+_IN_PROGRESS = """
 SELECT c.monitor_environment_id,
        ((floor(date_part('epoch', c.date_added))::bigint - %(start)s::bigint) / %(resolution)s::bigint)::integer,
        0, 0, 0, 0, count(*)::integer, 0
@@ -68,6 +55,33 @@ WHERE c.status = 3
   AND c.monitor_environment_id = ANY(%(environment_ids)s::bigint[])
   AND c.date_added >= %(start_at)s::timestamptz AND c.date_added < %(end_at)s::timestamptz
 GROUP BY 1, 2
+"""
+_ROLLUP_FILTER = """
+FROM checkin_rollups r
+WHERE r.monitor_environment_id = ANY(%(environment_ids)s::bigint[])
+  AND r.resolution = %(source)s::integer
+  AND r.bucket >= %(start_at)s::timestamptz AND r.bucket < %(end_at)s::timestamptz
+"""
+_BUCKET_INDEX = "((date_part('epoch', r.bucket)::bigint - %(start)s::bigint) / %(resolution)s::bigint)::integer"
+
+# Rollup rows in the plan's buckets, plus the open IN_PROGRESS check-ins (which rollups
+# never count) through their partial index. A bucket may come back twice, once from each
+# part; api.timeline.cells_by_environment adds them up. When a bucket is one stored row
+# (hourly buckets from hourly rollups, the overview's 24 h) the rows are read as they are;
+# otherwise they are summed per bucket.
+TIMELINE_ROWS = f"""
+SELECT r.monitor_environment_id, {_BUCKET_INDEX}, r.ok, r.error, r.missed, r.timeout, 0, r.unknown
+{_ROLLUP_FILTER}
+UNION ALL
+{_IN_PROGRESS}
+"""
+TIMELINE_SUMS = f"""
+SELECT r.monitor_environment_id, {_BUCKET_INDEX}, sum(r.ok)::integer, sum(r.error)::integer,
+       sum(r.missed)::integer, sum(r.timeout)::integer, 0, sum(r.unknown)::integer
+{_ROLLUP_FILTER}
+GROUP BY 1, 2
+UNION ALL
+{_IN_PROGRESS}
 """
 
 Repeated = Annotated[list[str] | None, Query()]
@@ -115,7 +129,8 @@ async def _timeline_body(conn: Any, plan: TimelinePlan, monitors: list[MonitorRo
                          names: list[str] | None) -> dict[str, Any]:
     environments = await store.fetch_all(conn, EnvironmentRow, store.ENVIRONMENTS,
                                          {"monitor_ids": [m.id for m in monitors], "environments": names})
-    rows = await store.fetch_tuples(conn, TIMELINE_BUCKETS, {
+    query = TIMELINE_ROWS if plan.resolution == plan.source else TIMELINE_SUMS
+    rows = await store.fetch_tuples(conn, query, {
         "environment_ids": [e.id for e in environments], "source": plan.source, "resolution": plan.resolution,
         "start": plan.start, "start_at": from_unix(plan.start), "end_at": from_unix(plan.end)})
     cells = cells_by_environment(rows)

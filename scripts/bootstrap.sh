@@ -19,6 +19,19 @@ if ((${#missing[@]})); then
   apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
+# The dashboard's browser tests (tests/e2e/test_dashboard_*.py) drive Debian's Chromium with
+# Playwright; nothing else needs it, so a machine where it cannot be installed skips them.
+if ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "cronpipe: installing chromium from Debian's packages (for the browser tests)" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } \
+      || echo "cronpipe: could not install chromium; the browser tests will be skipped" >&2
+  else
+    echo "cronpipe: chromium is missing (sudo apt-get install -y chromium); the browser tests will be skipped" >&2
+  fi
+fi
+
 PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   echo "cronpipe: creating .venv" >&2
