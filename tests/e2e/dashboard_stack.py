@@ -15,8 +15,8 @@ from typing import Any
 
 import psycopg
 from confluent_kafka import Producer
-from psycopg.types.json import Jsonb
 from gateway_processes import Service, cronpipe_env, free_port
+from psycopg.types.json import Jsonb
 
 from cronpipe.admin import create_org, create_project, create_token
 from schemas.messages import encode_attachment, encode_check_in

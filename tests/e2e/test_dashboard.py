@@ -73,7 +73,10 @@ def stack(infra: Any, module_database: str, tmp_path_factory: pytest.TempPathFac
 def produce_world(stack: DashboardStack) -> None:
     """Hour 0 is 23 hours ago, hour 23 the current one (the overview's 24 buckets)."""
     first = (int(time.time()) // HOUR - 23) * HOUR
-    hour = lambda h, minute=5: first + h * HOUR + minute * 60  # noqa: E731
+
+    def hour(h: int, minute: int = 5) -> int:
+        return first + h * HOUR + minute * 60
+
     for h in range(23):
         stack.check_in("etl", "production", "error" if h == 5 else "ok", hour(h), duration=1.5 + h % 4)
     stack.check_in("etl", "production", "error", hour(12, 30), duration=40.0)  # ok then error: an error tick
@@ -191,8 +194,10 @@ def test_filters_and_sorting_change_the_rows_in_place(tab: Tab, stack: Dashboard
     tab.sign_in("acme", stack.token)
     tab.wait_overview()
     page = tab.page
-    order = lambda: page.eval_on_selector_all(  # noqa: E731
-        "#overview-table tbody.mon", "bodies => bodies.map(b => b.dataset.monitor)")
+
+    def order() -> list[str]:
+        return page.eval_on_selector_all("#overview-table tbody.mon", "bodies => bodies.map(b => b.dataset.monitor)")
+
     # Which environments have an open incident is the processor's decision; the API says which.
     monitors = httpx.get(f"{stack.api_url}/api/0/organizations/acme/monitors/",
                          headers={"Authorization": f"Bearer {stack.token}"}).json()
