@@ -165,3 +165,19 @@ def seed_bulk(database_url: str, now: int) -> None:
                    1000, 1
             FROM monitor_environments me JOIN monitors m ON m.id = me.monitor_id, generate_series(0, 23) h
             WHERE m.project_id = 3""", {"now": now})
+
+
+def mute_and_disable(database_url: str, muted_slug: str, disabled_slug: str) -> None:
+    """Mute every environment of ``muted_slug``; add ``disabled_slug``, a disabled monitor
+    (neither state can come from a check-in: people set them)."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("UPDATE monitor_environments SET is_muted = true"
+                     " WHERE monitor_id = (SELECT id FROM monitors WHERE slug = %s)", (muted_slug,))
+        row = conn.execute(
+            "INSERT INTO monitors (organization_id, project_id, slug, name, status, config)"
+            " SELECT o.id, 2, %s, %s, 1, %s FROM organizations o WHERE o.slug = 'acme' RETURNING id",
+            (disabled_slug, disabled_slug, Jsonb({"schedule_type": "interval", "schedule": [5, "minute"],
+                                                  "timezone": "UTC"}))).fetchone()
+        assert row is not None
+        conn.execute("INSERT INTO monitor_environments (monitor_id, environment, status) VALUES (%s, 'production', 4)",
+                     (row[0],))

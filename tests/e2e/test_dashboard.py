@@ -27,6 +27,7 @@ from dashboard_stack import (
     HOUR,
     DashboardStack,
     clock_rows,
+    mute_and_disable,
     seed_bulk,
 )
 
@@ -91,6 +92,7 @@ def produce_world(stack: DashboardStack) -> None:
     clock_rows(stack.database_url, "legacy-report", "production", [(hour(3), "missed"), (hour(4), "timeout")])
     stack.produced.add("legacy-report", "production", hour(3), "missed")
     stack.produced.add("legacy-report", "production", hour(4), "timeout")
+    mute_and_disable(stack.database_url, "legacy-report", "retired-job")
     seed_bulk(stack.database_url, int(time.time()))
 
 
@@ -172,7 +174,7 @@ def test_the_overview_shows_every_monitor_with_each_bucket_in_its_status_colour(
     tab.wait_overview()
     page = tab.page
     slugs = page.eval_on_selector_all("#overview-table tbody.mon", "bodies => bodies.map(b => b.dataset.monitor)")
-    assert sorted(slugs) == ["billing-sync", "etl", "legacy-report", "xss-probe"]
+    assert sorted(slugs) == ["billing-sync", "etl", "legacy-report", "retired-job", "xss-probe"]
     since = int(page.get_attribute("#overview-table", "data-since") or 0)
     for slug, environment in stack.produced.statuses:
         shown = shown_ticks(tab, slug, environment)
@@ -203,11 +205,13 @@ def test_filters_and_sorting_change_the_rows_in_place(tab: Tab, stack: Dashboard
                          headers={"Authorization": f"Bearer {stack.token}"}).json()
     failing = sorted(m["slug"] for m in monitors if any(e["status"] == "error" for e in m["environments"]))
     assert "billing-sync" in failing and "legacy-report" not in failing
-    assert order() == failing + sorted(set(order()) - set(failing))  # failing first, then by name
+    # Failing first, then by name; muted and disabled last.
+    assert order() == failing + sorted(set(order()) - set(failing) - {"legacy-report", "retired-job"}) \
+        + ["legacy-report", "retired-job"]
     page.select_option("#sort", "name")
-    assert order() == ["billing-sync", "etl", "legacy-report", "xss-probe"]
+    assert order() == ["billing-sync", "etl", "legacy-report", "retired-job", "xss-probe"]
     page.select_option("#filter-project", "ops")
-    assert order() == ["billing-sync"]
+    assert order() == ["billing-sync", "retired-job"]
     page.select_option("#filter-project", "")
     page.select_option("#filter-environment", "staging")
     assert order() == ["etl"]
@@ -216,11 +220,22 @@ def test_filters_and_sorting_change_the_rows_in_place(tab: Tab, stack: Dashboard
     page.select_option("#filter-environment", "")
     page.select_option("#filter-status", "error")
     assert order() == failing
+    page.select_option("#filter-status", "muted")
+    assert order() == ["legacy-report"]
+    page.select_option("#filter-status", "disabled")
+    assert order() == ["retired-job"]
+    assert "Every 5 minutes" in page.locator('tbody[data-monitor="retired-job"] .mon-meta').inner_text()
     page.select_option("#filter-status", "")
     page.click("#refresh")  # live refresh redraws without a reload
     tab.wait_overview(2)
     assert page.evaluate("performance.getEntriesByType('navigation').length") == 1
-    assert len(order()) == 4
+    assert len(order()) == 5
+    page.click('tbody[data-monitor="retired-job"] a.mon-name')
+    page.locator(".banner-disabled").wait_for()
+    assert "This monitor is disabled" in page.locator(".banner-disabled").inner_text()
+    page.go_back()
+    page.locator('tbody[data-monitor="legacy-report"] a.mon-name').click()
+    assert page.locator(".banner-muted").inner_text() == "Muted in production."
 
 
 def test_the_monitor_page_shows_what_the_stats_endpoint_returns(tab: Tab, stack: DashboardStack) -> None:
