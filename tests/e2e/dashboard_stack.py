@@ -78,14 +78,15 @@ class DashboardStack:
         self.produced.count += 1
 
     def check_in(self, slug: str, environment: str, status: str, at: int, *, project_id: int = 1,
-                 duration: float | None = None, check_in_id: str | None = None) -> str:
+                 duration: float | None = None, check_in_id: str | None = None, stored: bool = True) -> str:
         guid = check_in_id or uuid.uuid4().hex
         payload: dict[str, Any] = {"check_in_id": guid, "monitor_slug": slug, "status": status,
                                    "environment": environment, "monitor_config": CRONTAB}
         if duration is not None:
             payload["duration"] = duration
         self._send(encode_check_in(payload, project_id=project_id, start_time=at), slug, project_id, at)
-        self.produced.add(slug, environment, at, status)
+        if stored:
+            self.produced.add(slug, environment, at, status)
         return guid
 
     def attachment(self, slug: str, check_in_id: str, data: bytes, at: int) -> None:

@@ -79,7 +79,9 @@ def produce_world(stack: DashboardStack) -> None:
         return first + h * HOUR + minute * 60
 
     for h in range(23):
-        stack.check_in("etl", "production", "error" if h == 5 else "ok", hour(h), duration=1.5 + h % 4)
+        guid = stack.check_in("etl", "production", "error" if h == 5 else "ok", hour(h), duration=1.5 + h % 4)
+    # A second final status for a finished check-in: rejected with a processing error.
+    stack.check_in("etl", "production", "error", hour(22, 40), check_in_id=guid, stored=False)
     stack.check_in("etl", "production", "error", hour(12, 30), duration=40.0)  # ok then error: an error tick
     stack.check_in("etl", "production", "in_progress", hour(23, 0))  # still running
     for h in range(0, 23, 3):
@@ -263,6 +265,7 @@ def test_the_monitor_page_shows_what_the_stats_endpoint_returns(tab: Tab, stack:
     assert "margin 5 min" in page.locator(".env-table").inner_text()
     page.click("#checkins-newer")
     page.wait_for_function("() => document.querySelectorAll('table.checkins tbody tr.checkin').length === 20")
+    assert "checkin_finished" in page.locator("li.processing-error").inner_text()
     page.screenshot(path=str(ARTIFACTS / "monitor.png"), full_page=True)
     assert tab.problems == []
 

@@ -75,6 +75,7 @@ def test_every_monitor_comes_with_each_environments_buckets_computed_from_its_ch
         client: TestClient, world: TimelineWorld) -> None:
     response = get(client, world.token, since=SINCE, until=UNTIL, resolution="1h")
     assert response.status_code == 200
+    assert response.headers["x-content-type-options"] == "nosniff"
     body = response.json()
     assert (body["since"], body["until"], body["resolution"], body["buckets"]) == (SINCE, UNTIL + 3600, 3600, 24)
     assert [m["slug"] for m in body["monitors"]] == ["backup", "fresh", "nightly"]
