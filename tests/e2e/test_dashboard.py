@@ -230,7 +230,13 @@ def test_filters_and_sorting_change_the_rows_in_place(tab: Tab, stack: Dashboard
     page.select_option("#filter-status", "")
     page.click("#refresh")  # live refresh redraws without a reload
     tab.wait_overview(2)
+    page.select_option("#period", "7d")
+    tab.wait_overview(3)
+    assert page.get_attribute("#overview-table", "data-resolution") == str(6 * HOUR)
+    assert page.get_attribute('tbody[data-monitor="etl"] svg.timeline', "viewBox") == "0 0 280 20"  # 28 ticks
     assert page.evaluate("performance.getEntriesByType('navigation').length") == 1
+    page.select_option("#period", "24h")
+    tab.wait_overview(4)
     assert len(order()) == 5
     page.click('tbody[data-monitor="retired-job"] a.mon-name')
     page.locator(".banner-disabled").wait_for()
@@ -288,6 +294,31 @@ def test_job_output_and_environment_names_with_markup_are_text_and_run_nothing(
     assert page.evaluate("window.__pwned") is None
     assert tab.dialogs == []
     assert page.get_attribute("a.download", "download") == f"checkin-{uuid.UUID(stack.produced.attachment_checkin)}.txt"
+
+
+SCHEDULES = [
+    ({"schedule": "0 * * * *"}, "Every hour at minute 0"),
+    ({"schedule": "*/15 * * * *"}, "Every 15 minutes"),
+    ({"schedule": "30 2 * * *"}, "Every day at 02:30"),
+    ({"schedule": "0 9 * * 1-5"}, "Every weekday at 09:00"),
+    ({"schedule": "0 6 * * 0"}, "Every Sunday at 06:00"),
+    ({"schedule": "15 4 1 * *"}, "Monthly on day 1 at 04:15"),
+    ({"schedule": "0 0 29 2 *"}, "Cron 0 0 29 2 *"),
+    ({"schedule": [10, "minute"]}, "Every 10 minutes"),
+    ({"schedule": [1, "day"]}, "Every day"),
+]
+
+
+def test_schedules_read_in_words_and_a_tick_shows_its_worst_status(tab: Tab) -> None:
+    tab.page.goto(f"{tab.base}/ui/")
+    words, ticks = tab.page.evaluate("""async (configs) => {
+        const f = await import("/ui/format.js");
+        return [configs.map((c) => f.scheduleWords(c)),
+                [[0, 3, 1, 0, 0, 1, 0], [0, 3, 0, 1, 1, 0, 0], [0, 2, 0, 0, 0, 1, 1], [0, 0, 0, 0, 0, 1, 1],
+                 [0, 0, 0, 0, 0, 0, 0]].map(f.tickStatus)];
+    }""", [config for config, _ in SCHEDULES])
+    assert words == [expected for _, expected in SCHEDULES]
+    assert ticks == ["error", "timeout", "ok", "in_progress", None]
 
 
 def test_the_ui_is_served_with_a_strict_policy_and_linked_from_the_root(stack: DashboardStack) -> None:
