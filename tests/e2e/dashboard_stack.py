@@ -29,6 +29,8 @@ HOSTILE_ENVIRONMENT = "<img src=x onerror=window.__pwned=1>"
 #: Job output that would run if it were ever rendered as HTML.
 HOSTILE_OUTPUT = (b"starting job\n<script>window.__pwned = 2; alert('pwned')</script>\n"
                   b"<img src=x onerror=\"window.__pwned = 3\">\ndone\n")
+#: A monitor name with markup (names are free text; only slugs are slugified).
+HOSTILE_NAME = "Retired job <img src=x onerror=alert(4)>"
 BULK_MONITORS = 1000
 BULK_ENVIRONMENTS = ("production", "staging", "canary")
 
@@ -177,7 +179,7 @@ def mute_and_disable(database_url: str, muted_slug: str, disabled_slug: str) -> 
         row = conn.execute(
             "INSERT INTO monitors (organization_id, project_id, slug, name, status, config)"
             " SELECT o.id, 2, %s, %s, 1, %s FROM organizations o WHERE o.slug = 'acme' RETURNING id",
-            (disabled_slug, disabled_slug, Jsonb({"schedule_type": "interval", "schedule": [5, "minute"],
+            (disabled_slug, HOSTILE_NAME, Jsonb({"schedule_type": "interval", "schedule": [5, "minute"],
                                                   "timezone": "UTC"}))).fetchone()
         assert row is not None
         conn.execute("INSERT INTO monitor_environments (monitor_id, environment, status) VALUES (%s, 'production', 4)",

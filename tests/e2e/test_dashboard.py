@@ -23,6 +23,7 @@ from dashboard_stack import (
     BULK_ENVIRONMENTS,
     BULK_MONITORS,
     HOSTILE_ENVIRONMENT,
+    HOSTILE_NAME,
     HOSTILE_OUTPUT,
     HOUR,
     DashboardStack,
@@ -227,6 +228,7 @@ def test_filters_and_sorting_change_the_rows_in_place(tab: Tab, stack: Dashboard
     page.select_option("#filter-status", "disabled")
     assert order() == ["retired-job"]
     assert "Every 5 minutes" in page.locator('tbody[data-monitor="retired-job"] .mon-meta').inner_text()
+    assert page.locator('tbody[data-monitor="retired-job"] a.mon-name').inner_text() == HOSTILE_NAME
     page.select_option("#filter-status", "")
     page.click("#refresh")  # live refresh redraws without a reload
     tab.wait_overview(2)
@@ -241,6 +243,8 @@ def test_filters_and_sorting_change_the_rows_in_place(tab: Tab, stack: Dashboard
     page.click('tbody[data-monitor="retired-job"] a.mon-name')
     page.locator(".banner-disabled").wait_for()
     assert "This monitor is disabled" in page.locator(".banner-disabled").inner_text()
+    assert page.locator(".monitor-header h1").inner_text().startswith(HOSTILE_NAME)
+    assert page.locator("img").count() == 0 and tab.dialogs == []
     page.go_back()
     page.locator('tbody[data-monitor="legacy-report"] a.mon-name').click()
     assert page.locator(".banner-muted").inner_text() == "Muted in production."
