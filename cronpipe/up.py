@@ -163,6 +163,7 @@ def up(settings: Settings, demo: bool = True) -> int:
         "database_url": services.database_url,
         "gateway": f"http://{host}:{settings.gateway_port}",
         "api": f"http://{host}:{settings.api_port}",
+        "dashboard": f"http://{host}:{settings.api_port}/ui/",
         "dsn": f"http://{creds['public_key']}@{host}:{settings.gateway_port}/{creds['project_id']}",
         "token": creds["token"],
         "logs": str(run),
