@@ -84,7 +84,6 @@ UNION ALL
 {_IN_PROGRESS}
 """
 
-Repeated = Annotated[list[str] | None, Query()]
 UnixSeconds = Annotated[float | None, Query(ge=0, le=MAX_TIMESTAMP, description="Unix seconds")]
 
 
@@ -109,12 +108,7 @@ def timeline_routes() -> APIRouter:
                              unix(datetime.now(UTC)))
         parsed = parse_cursor(cursor)
         offset = 0 if parsed is None else parsed.offset
-        monitors = await store.fetch_all(conn, MonitorRow, TIMELINE_MONITORS, {
-            "organization_id": org.id, "project_keys": project,
-            "project_numbers": None if project is None else [n for p in project if (n := as_number(p)) is not None],
-            "monitor_keys": monitor,
-            "monitor_guids": None if monitor is None else [g for m in monitor if (g := as_guid(m)) is not None],
-            "environments": environment, "limit": per_page + 1, "offset": offset})
+        monitors = await _monitors(conn, org.id, project, monitor, environment, per_page + 1, offset)
         more = len(monitors) > per_page
         monitors = monitors[:per_page]
         body = await _timeline_body(conn, plan, monitors, environment)
@@ -123,6 +117,16 @@ def timeline_routes() -> APIRouter:
         return JsonResponse(body, headers=headers)
 
     return router
+
+
+async def _monitors(conn: Any, organization_id: int, projects: list[str] | None, monitors: list[str] | None,
+                    environments: list[str] | None, limit: int, offset: int) -> list[MonitorRow]:
+    return await store.fetch_all(conn, MonitorRow, TIMELINE_MONITORS, {
+        "organization_id": organization_id, "project_keys": projects,
+        "project_numbers": None if projects is None else [n for p in projects if (n := as_number(p)) is not None],
+        "monitor_keys": monitors,
+        "monitor_guids": None if monitors is None else [g for m in monitors if (g := as_guid(m)) is not None],
+        "environments": environments, "limit": limit, "offset": offset})
 
 
 async def _timeline_body(conn: Any, plan: TimelinePlan, monitors: list[MonitorRow],
