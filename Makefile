@@ -1,4 +1,4 @@
-.PHONY: up down test bootstrap services clean
+.PHONY: up down test lint bootstrap services clean
 
 # Bring the whole local stack up (Kafka, PostgreSQL, worker, gateway, API) and show it working.
 up: bootstrap
@@ -8,9 +8,16 @@ up: bootstrap
 down:
 	.venv/bin/cronpipe down
 
-# Run the whole test suite against real Kafka and PostgreSQL (started and stopped here).
-test:
+# Run the static checks, then the whole test suite against real Kafka and PostgreSQL
+# (started and stopped here).
+test: lint
 	bash scripts/test.sh $(PYTEST_ARGS)
+
+# Static checks, configured in pyproject.toml: ruff (lint rules and import order) and mypy --strict.
+LINTED = schemas ingest consumers api cronpipe tests
+lint: bootstrap
+	.venv/bin/ruff check $(LINTED)
+	.venv/bin/mypy $(LINTED)
 
 bootstrap:
 	bash scripts/bootstrap.sh

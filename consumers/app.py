@@ -9,9 +9,11 @@ from __future__ import annotations
 import importlib
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, Sequence
+from typing import cast
 
 import faust
+from faust.types import EventT
 
 from consumers.context import WorkerContext
 
@@ -63,3 +65,10 @@ def create_app(ctx: WorkerContext, agents: list[str], *, app_id: str = "cronpipe
         register = getattr(importlib.import_module(module_name), function)
         register(app, ctx)
     return app
+
+
+def take_batches(stream: faust.StreamT[bytes], size: int, within_s: float) -> AsyncGenerator[Sequence[EventT[bytes]], None]:
+    """Batches of up to ``size`` events, each closed after ``within_s``: faust's
+    ``Stream.take_events``, which the ``StreamT`` protocol an agent is typed with lacks."""
+    return cast("faust.Stream[bytes]", stream).take_events(size, within_s)
+

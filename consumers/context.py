@@ -20,7 +20,8 @@ from consumers.checkins.processing import ProcessorConfig
 from schemas.settings import Settings
 from schemas.topics import Topics
 
-Headers = list[tuple[str, bytes]]
+#: Kafka message headers, as confluent-kafka takes them.
+Headers = list[tuple[str, str | bytes | None]]
 
 
 class KafkaSender(Protocol):

@@ -15,6 +15,7 @@ import os
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import psycopg
 import pytest
@@ -22,6 +23,9 @@ import pytest
 from schemas.migrate import apply_migrations
 from schemas.settings import Settings
 from schemas.topics import Topics, ensure_topics
+
+if TYPE_CHECKING:
+    from testcontainers.core.container import DockerContainer
 
 # One template per test session: concurrent sessions (several developers, one machine) never collide.
 TEMPLATE_DB = f"cronpipe_tmpl_{os.getpid()}_{uuid.uuid4().hex[:6]}"
@@ -51,7 +55,7 @@ def _with_dbname(url: str, dbname: str) -> str:
 def infra() -> Iterator[Infra]:
     bootstrap = os.environ.get("CRONPIPE_KAFKA_BOOTSTRAP")
     db_url = os.environ.get("CRONPIPE_DATABASE_URL")
-    containers = []
+    containers: list[DockerContainer] = []
     if not (bootstrap and db_url) and _docker_answers():
         from testcontainers.kafka import KafkaContainer
         from testcontainers.postgres import PostgresContainer

@@ -22,7 +22,7 @@ class DeadLetter:
     value: bytes
     reason: str
 
-    def headers(self) -> list[tuple[str, bytes]]:
+    def headers(self) -> list[tuple[str, str | bytes | None]]:
         return [("reason", self.reason.encode("utf-8")[:1024]),
                 ("original_topic", self.topic.encode()),
                 ("original_partition", str(self.partition).encode()),

@@ -26,19 +26,27 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Protocol, cast
 
 import faust
 from faust.types import TP
 
 from consumers import database, metrics
+from consumers.app import take_batches
 from consumers.checkins import store
 from consumers.checkins.dlq import DeadLetter, DlqLimiter, DlqLimitExceeded, DlqPolicy
-from consumers.checkins.processing import AttachmentItem, CheckInItem, Item, ProcessorConfig, floor_minute, process_batch
+from consumers.checkins.processing import (
+    AttachmentItem,
+    CheckInItem,
+    Item,
+    ProcessorConfig,
+    floor_minute,
+    process_batch,
+)
 from consumers.checkins.store import BatchKeys
 from consumers.context import BatchCommitted, WorkerContext, build_context
 from consumers.database import StoreError, StoreUnavailable, wrap_exceptions
@@ -352,14 +360,14 @@ def register(app: faust.App, ctx: WorkerContext) -> None:
                       key_serializer="raw", value_serializer="raw")
     processor = CheckInProcessor(ctx)
 
-    async def sync_offsets(sender: Any = None, **_: Any) -> None:
+    async def sync_offsets(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         await sync_kafka_offsets(app, ctx)
 
     app.on_rebalance_complete.connect(sync_offsets)
 
     @app.agent(topic, concurrency=1, name=f"{ctx.consumer_group}-checkins")
     async def checkins(stream: faust.StreamT[bytes]) -> None:
-        async for events in stream.take_events(ctx.batch_size, within=ctx.batch_within_s):
+        async for events in take_batches(stream, ctx.batch_size, ctx.batch_within_s):
             try:
                 await processor.run_batch([raw_event(e) for e in events])
             except (DlqLimitExceeded, StoreError) as exc:
@@ -396,4 +404,15 @@ async def sync_kafka_offsets(app: faust.App, ctx: WorkerContext) -> None:
     offsets = {TP(topic, p): o for p, o in stored.items() if p in assigned}
     if offsets:
         log.info("resuming %s from stored offsets %s", topic, {tp.partition: o for tp, o in offsets.items()})
-        await app.consumer._commit(offsets)  # the driver's raw commit: no "only forward" filter
+        await cast(_RawCommit, app.consumer)._commit(offsets)
+
+
+class _RawCommit(Protocol):
+    """faust's driver-level offset commit. Its public ``commit`` only commits offsets of
+    events acknowledged in this process and never moves an offset backwards, which is
+    exactly what resuming from PostgreSQL must do; faust has no public way to commit given
+    offsets. Private API, so faust-streaming is pinned (pyproject.toml), and
+    ``test_a_reset_kafka_consumer_group_resumes_from_the_offsets_stored_in_postgres`` fails
+    if an upgrade changes it."""
+
+    async def _commit(self, offsets: Mapping[TP, int]) -> bool: ...

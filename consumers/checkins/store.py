@@ -136,7 +136,7 @@ def load_projects(conn: Conn, ids: set[int]) -> dict[int, Project]:
 def load_monitors(conn: Conn, keys: set[tuple[int, str]]) -> dict[tuple[int, str], MonitorState]:
     if not keys:
         return {}
-    project_ids, slugs = zip(*keys)
+    project_ids, slugs = zip(*keys, strict=True)
     rows = conn.execute(LOAD_MONITORS, {"project_ids": list(project_ids), "slugs": list(slugs)})
     monitors = {}
     for mid, project_id, org_id, slug, name, status, config_text in rows:
@@ -405,7 +405,7 @@ def upsert_rollups(conn: Conn, checkins: Sequence[CheckInState]) -> None:
     if not deltas:
         return
     keys = sorted(deltas)  # a stable order keeps concurrent upserts from deadlocking
-    columns = list(zip(*(deltas[k] for k in keys)))
+    columns = list(zip(*(deltas[k] for k in keys), strict=True))
     conn.execute(UPSERT_ROLLUPS, {
         "env_ids": [k[0] for k in keys], "resolutions": [k[1] for k in keys], "buckets": [k[2] for k in keys],
         "ok": list(columns[0]), "error": list(columns[1]), "missed": list(columns[2]),

@@ -377,10 +377,13 @@ class TaskConsumer:
     def run_once(self, stop: threading.Event) -> bool:
         """Consume and apply one batch; True when there were messages."""
         raw = self._consumer.consume(TASK_BATCH_SIZE, TASK_BATCH_WITHIN_S)
-        messages = [decode_task_message(m.partition(), m.offset(), m.value()) for m in raw if m.error() is None]
+        messages: list[TaskMessage] = []
         for m in raw:
-            if m.error() is not None:
-                log.warning("clock tasks consumer: %s", m.error())
+            partition, offset = m.partition(), m.offset()
+            if m.error() is not None or partition is None or offset is None:
+                log.warning("clock tasks consumer: %s", m.error() or "a message without a position")
+                continue
+            messages.append(decode_task_message(partition, offset, m.value()))
         if messages:
             self._apply_until_committed(messages, stop)
         return bool(messages)

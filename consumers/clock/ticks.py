@@ -239,13 +239,15 @@ def register(app: faust.App, ctx: WorkerContext) -> None:
     # Pulses are leader-only, which needs faust's leader election (its leader topic).
     app.conf.topic_disable_leader = False
 
-    @app.task
     async def clock_ticks() -> None:
         await ticker.run()
 
-    @app.timer(PULSE_INTERVAL_S, on_leader=True)
     async def clock_pulses() -> None:
         await asyncio.to_thread(_send_pulses_now, ctx.producer, topic, partitions)
+
+    # Called, not used as decorators: faust types these decorators loosely.
+    app.task(clock_ticks)
+    app.timer(PULSE_INTERVAL_S, on_leader=True)(clock_pulses)
 
 
 def _send_pulses_now(producer: KafkaSender, topic: str, partitions: Callable[[], int]) -> None:

@@ -23,7 +23,7 @@ from datetime import datetime
 
 from schemas.enums import FAILED_CHECKIN_STATUSES, CheckInStatus, MonitorStatus
 
-__all__ = ["IncidentChange", "IncidentState", "apply_result", "INITIAL_STATE"]
+__all__ = ["INITIAL_STATE", "IncidentChange", "IncidentState", "apply_result"]
 
 
 @dataclass(frozen=True)

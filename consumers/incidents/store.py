@@ -90,7 +90,7 @@ def open_incidents(conn: Conn, rows: Sequence[tuple[int, int, int | None, dateti
     starting_ts)`` rows (at most one per environment); returns how many were opened."""
     if not rows:
         return 0
-    monitor_ids, env_ids, checkin_ids, ts = (list(col) for col in zip(*rows))
+    monitor_ids, env_ids, checkin_ids, ts = (list(col) for col in zip(*rows, strict=True))
     cur = conn.execute(OPEN_INCIDENTS, {"monitor_ids": monitor_ids, "env_ids": env_ids,
                                         "checkin_ids": checkin_ids, "ts": ts})
     return cur.rowcount
@@ -106,7 +106,7 @@ def resolve_incidents(conn: Conn, rows: Sequence[tuple[int, int | None, datetime
     """Set-based :func:`resolve_incident` for ``(env_id, resolving_checkin_id, ts)`` rows."""
     if not rows:
         return 0
-    env_ids, checkin_ids, ts = (list(col) for col in zip(*rows))
+    env_ids, checkin_ids, ts = (list(col) for col in zip(*rows, strict=True))
     cur = conn.execute(RESOLVE_INCIDENTS, {"env_ids": env_ids, "checkin_ids": checkin_ids, "ts": ts})
     return cur.rowcount
 

@@ -43,7 +43,7 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient
 
-from consumers.app import create_app
+from consumers.app import create_app, take_batches
 from consumers.checkins.dlq import DlqLimiter
 from consumers.checkins.processing import ProcessorConfig
 from consumers.checkins.runner import RawEvent, handle_batch
@@ -119,7 +119,7 @@ async def _faust_noop(ctx: WorkerContext, app_id: str, total: int, timeout_s: fl
 
     @app.agent(topic, concurrency=1, name=f"{app_id}-noop")
     async def noop(stream: faust.StreamT[bytes]) -> None:
-        async for events in stream.take_events(ctx.batch_size, within=ctx.batch_within_s):
+        async for events in take_batches(stream, ctx.batch_size, ctx.batch_within_s):
             meter.add(len(events))
             if meter.done():
                 finished.set()

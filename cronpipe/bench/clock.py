@@ -54,11 +54,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="--under-load: monitors that stop checking in after the warm-up (default 4)")
 
 
+def _scalar(cursor: psycopg.Cursor[Any]) -> Any:
+    """The first column of the one row a query returned."""
+    row = cursor.fetchone()
+    if row is None:
+        raise RuntimeError("the query returned no row")
+    return row[0]
+
+
 def seed_monitors(conn: psycopg.Connection[Any], count: int, *, next_checkin: datetime, margin_minutes: int = 1,
                   config: dict[str, Any] | None = None, project_id: int = 1, slug_prefix: str = "bench") -> None:
     """COPY ``count`` monitors of ``project_id`` (which must exist), each with a
     ``production`` environment due at ``next_checkin + margin``."""
-    org_id = conn.execute("SELECT organization_id FROM projects WHERE id = %s", (project_id,)).fetchone()[0]
+    org_id = _scalar(conn.execute("SELECT organization_id FROM projects WHERE id = %s", (project_id,)))
     text = json.dumps(config or EVERY_MINUTE)
     with conn.cursor().copy("COPY monitors (organization_id, project_id, slug, name, config) FROM STDIN") as copy:
         for i in range(count):
@@ -188,8 +196,8 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         seed_s = _seed(url, args.monitors)
         figures = asyncio.run(_measure(settings, topics, url))
         with psycopg.connect(url) as conn:
-            missed = conn.execute("SELECT count(*) FROM checkins WHERE status = 4").fetchone()[0]
-            rolled = conn.execute("SELECT coalesce(sum(missed), 0) FROM checkin_rollups WHERE resolution = 3600").fetchone()[0]
+            missed = _scalar(conn.execute("SELECT count(*) FROM checkins WHERE status = 4"))
+            rolled = _scalar(conn.execute("SELECT coalesce(sum(missed), 0) FROM checkin_rollups WHERE resolution = 3600"))
     finally:
         if not args.keep:
             _drop(settings, url, [t.name for t in topics.specs()])
@@ -446,8 +454,8 @@ async def _drive_load(settings: Settings, topics: Any, url: str, args: argparse.
         # The worker is up when it has committed a pulse on every ingest partition.
         producer.pulse_all(t0 - timedelta(seconds=30))
         producer.flush()
-        await _until(lambda: conn.execute("SELECT count(*) FROM consumer_offsets WHERE topic = %s",
-                                          (topics.ingest,)).fetchone()[0] >= topics.ingest_partitions,
+        await _until(lambda: _scalar(conn.execute("SELECT count(*) FROM consumer_offsets WHERE topic = %s",
+                                          (topics.ingest,))) >= topics.ingest_partitions,
                      120, "worker start", worker)
         poller = MissedPoller(url, topics.ingest, clock)
         thread = threading.Thread(target=poller.run, name="missed-poller", daemon=True)
@@ -482,8 +490,8 @@ async def _drive_load(settings: Settings, topics: Any, url: str, args: argparse.
         await _until(lambda: len(poller.seen) >= expected_rows, 60, "the MISSED rows", worker)
         poller.stop()
         thread.join(5)
-        false_missed = conn.execute("SELECT count(*) FROM checkins c JOIN monitors m ON m.id = c.monitor_id"
-                                    " WHERE c.status = 4 AND NOT m.slug = ANY(%s)", (silent,)).fetchone()[0]
+        false_missed = _scalar(conn.execute("SELECT count(*) FROM checkins c JOIN monitors m ON m.id = c.monitor_id"
+                                    " WHERE c.status = 4 AND NOT m.slug = ANY(%s)", (silent,)))
         processed_rate = _load_rate(poller.committed, warm_up_messages, total)
     return {"monitors": args.load_monitors, "silent_monitors": len(silent), "message_minutes": args.minutes,
             "warm_up_minutes": WARM_UP_MINUTES,

@@ -6,6 +6,7 @@ import os
 import signal
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -21,7 +22,7 @@ def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
         return False
 
 
-def wait_for_port(host: str, port: int, deadline_s: float, *, alive: "callable[[], bool] | None" = None) -> bool:
+def wait_for_port(host: str, port: int, deadline_s: float, *, alive: Callable[[], bool] | None = None) -> bool:
     """Poll until ``host:port`` accepts connections; give up early when ``alive()`` turns false."""
     end = time.monotonic() + deadline_s
     while time.monotonic() < end:

@@ -17,7 +17,17 @@ from collections.abc import Awaitable, Callable
 from typing import Final
 
 from ingest.gateway import envelope as envelopes
-from ingest.gateway.asgi import ClientGone, Receive, Request, Response, Scope, Send, error_response, json_response, retry_after
+from ingest.gateway.asgi import (
+    ClientGone,
+    Receive,
+    Request,
+    Response,
+    Scope,
+    Send,
+    error_response,
+    json_response,
+    retry_after,
+)
 from ingest.gateway.auth import KeyAuthenticator, missing_key
 from ingest.gateway.checkins import CheckIn, cron_check_in, looks_like_json, parse_json_body, validate_check_in
 from ingest.gateway.config import GatewayConfig

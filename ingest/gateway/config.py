@@ -23,7 +23,6 @@ from schemas.settings import Settings
 from schemas.topics import Topics
 
 
-
 class ConfigError(ValueError):
     """A CRONPIPE_GATEWAY_* variable that cannot be read; says which and why."""
 

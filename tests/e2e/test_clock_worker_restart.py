@@ -18,12 +18,10 @@ from pathlib import Path
 import psycopg
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "integration"))
-from clock_helpers import ClockRig, seed_project  # noqa: E402
-
-from cronpipe.bench.clock import seed_monitors  # noqa: E402
-from schemas.enums import CheckInStatus  # noqa: E402
-from schemas.topics import Topics  # noqa: E402
+from cronpipe.bench.clock import seed_monitors
+from schemas.enums import CheckInStatus
+from schemas.topics import Topics
+from tests.integration.clock_helpers import ClockRig, seed_project
 
 UTC = timezone.utc
 T = datetime(2026, 2, 2, 8, 0, tzinfo=UTC)

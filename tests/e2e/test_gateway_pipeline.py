@@ -15,10 +15,10 @@ import httpx
 import psycopg
 import pytest
 import sentry_sdk
-from gateway_processes import Service, cronpipe, cronpipe_env, free_port
 from sentry_sdk.crons import capture_checkin
 
 from schemas.enums import CheckInStatus
+from tests.e2e.gateway_processes import Service, cronpipe, cronpipe_env, free_port
 
 if TYPE_CHECKING:
     from sentry_sdk._types import MonitorConfig

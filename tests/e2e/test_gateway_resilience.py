@@ -11,11 +11,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from gateway_processes import Service, cronpipe, cronpipe_env, free_port, free_port_pair, read_check_in_ids
 
 from cronpipe.local import kafka
 from schemas.settings import Settings
 from schemas.topics import Topics
+from tests.e2e.gateway_processes import Service, cronpipe, cronpipe_env, free_port, free_port_pair, read_check_in_ids
 
 
 class Traffic:

@@ -55,7 +55,7 @@ def produce_workload(bootstrap: str, topic: str) -> tuple[int, dict[int, int]]:
 
 def send(producer: Producer, topic: str, slug: str, guid: str, status: str, at: datetime,
          duration: float | None) -> None:
-    payload = {"check_in_id": guid, "monitor_slug": slug, "status": status, "environment": "production",
+    payload: dict[str, object] = {"check_in_id": guid, "monitor_slug": slug, "status": status, "environment": "production",
                "monitor_config": CRONTAB}
     if duration is not None:
         payload["duration"] = duration

@@ -13,7 +13,7 @@ from typing import Any
 
 import msgpack
 import psycopg
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 from consumers.checkins.processing import ProcessorConfig
 from consumers.context import WorkerContext, build_context, close_context
@@ -126,3 +126,19 @@ class Pipeline:
 
 
 CRONTAB = {"schedule": {"type": "crontab", "value": "0 * * * *"}}
+
+
+def read_topic(bootstrap: str, topic: str, count: int) -> list[object]:
+    """The first ``count`` messages of partition 0 of ``topic``."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"test-{uuid.uuid4().hex}",
+                         "enable.auto.commit": False})
+    consumer.assign([TopicPartition(topic, 0, 0)])
+    messages: list[object] = []
+    try:
+        for _ in range(200):
+            if len(messages) >= count:
+                break
+            messages += [m for m in consumer.consume(count - len(messages), timeout=0.5) if m.error() is None]
+    finally:
+        consumer.close()
+    return messages

@@ -17,10 +17,17 @@ from schemas.enums import CheckInStatus, MonitorStatus
 Conn = psycopg.Connection[Any]
 
 
+def scalar(cursor: psycopg.Cursor[Any]) -> Any:
+    """The first column of the one row a query returned."""
+    row = cursor.fetchone()
+    assert row is not None, "the query returned no row"
+    return row[0]
+
+
 def seed_project(conn: Conn, project_id: int = 1) -> int:
     """An organization and a project; returns the project id."""
-    org_id = conn.execute("INSERT INTO organizations (slug, name) VALUES (%s, %s) RETURNING id",
-                          (f"org-{uuid.uuid4().hex[:8]}",) * 2).fetchone()[0]
+    org_id = scalar(conn.execute("INSERT INTO organizations (slug, name) VALUES (%s, %s) RETURNING id",
+                          (f"org-{uuid.uuid4().hex[:8]}",) * 2))
     conn.execute("INSERT INTO projects (id, organization_id, slug, name) VALUES (%s, %s, %s, %s)",
                  (project_id, org_id, f"p{project_id}", f"p{project_id}"))
     return project_id
@@ -43,15 +50,15 @@ def seed_monitor(conn: Conn, project_id: int, slug: str, config: dict[str, Any],
                  status: MonitorStatus = MonitorStatus.ACTIVE, environment: str = "production",
                  last_checkin: datetime | None = None) -> tuple[int, int]:
     """A monitor with one environment; returns (monitor_id, monitor_environment_id)."""
-    org_id = conn.execute("SELECT organization_id FROM projects WHERE id = %s", (project_id,)).fetchone()[0]
-    monitor_id = conn.execute(
+    org_id = scalar(conn.execute("SELECT organization_id FROM projects WHERE id = %s", (project_id,)))
+    monitor_id = scalar(conn.execute(
         "INSERT INTO monitors (organization_id, project_id, slug, name, status, config)"
         " VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
-        (org_id, project_id, slug, slug, int(status), json.dumps(config))).fetchone()[0]
-    env_id = conn.execute(
+        (org_id, project_id, slug, slug, int(status), json.dumps(config))))
+    env_id = scalar(conn.execute(
         "INSERT INTO monitor_environments (monitor_id, environment, next_checkin, next_checkin_latest,"
         " last_checkin) VALUES (%s, %s, %s, %s, %s) RETURNING id",
-        (monitor_id, environment, next_checkin, next_checkin_latest, last_checkin)).fetchone()[0]
+        (monitor_id, environment, next_checkin, next_checkin_latest, last_checkin)))
     return monitor_id, env_id
 
 
@@ -59,11 +66,11 @@ def seed_checkin(conn: Conn, project_id: int, monitor_id: int, env_id: int, stat
                  date_added: datetime, *, timeout_at: datetime | None = None,
                  duration_ms: int | None = None) -> int:
     """One check-in row; returns its id."""
-    return conn.execute(
+    return int(scalar(conn.execute(
         "INSERT INTO checkins (guid, project_id, monitor_id, monitor_environment_id, status, date_added,"
         " date_updated, timeout_at, duration_ms) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
         (uuid.uuid4(), project_id, monitor_id, env_id, int(status), date_added, date_added, timeout_at,
-         duration_ms)).fetchone()[0]
+         duration_ms))))
 
 
 # --------------------------------------------------------------------------- Kafka
@@ -93,8 +100,10 @@ def read_all(bootstrap: str, topic: str, timeout_s: float = 30.0) -> list[bytes]
                 message = consumer.poll(1.0)
                 if message is None or message.error():
                     continue
-                values.append(message.value())
-                seen = message.offset() + 1
+                value, offset = message.value(), message.offset()
+                assert value is not None and offset is not None
+                values.append(value)
+                seen = offset + 1
         return values
     finally:
         consumer.close()
@@ -224,9 +233,11 @@ class PipelineRig(ClockRig):
         if config is not None:
             payload["monitor_config"] = config
         value = encode_check_in(payload, project_id=1, start_time=at.timestamp())
-        extra = {} if partition is None else {"partition": partition}
-        self.producer.produce(self.topics.ingest, key=f"1:{slug}".encode(), value=value,
-                              timestamp=int(at.timestamp() * 1000), **extra)
+        key, timestamp = f"1:{slug}".encode(), int(at.timestamp() * 1000)
+        if partition is None:
+            self.producer.produce(self.topics.ingest, key=key, value=value, timestamp=timestamp)
+        else:
+            self.producer.produce(self.topics.ingest, key=key, value=value, timestamp=timestamp, partition=partition)
         return guid
 
     async def wait_ingested(self, timeout_s: float = 120.0) -> None:

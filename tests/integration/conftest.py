@@ -7,10 +7,10 @@ from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
-from gateway_harness import Gateway, Project, gateway_config, make_project, run_gateway
 
 from api.app import create_app
 from schemas.topics import Topics
+from tests.integration.gateway_harness import Gateway, Project, gateway_config, make_project, run_gateway
 
 
 @pytest.fixture

@@ -10,15 +10,15 @@ from datetime import timedelta
 
 import psycopg
 import pytest
-from api_seed import SeededCheckIn
-from checkins_pipeline import CRONTAB, T0, Pipeline
 from fastapi.testclient import TestClient
-from test_api_stats import expected_stats
 
 from api.app import create_app
 from cronpipe.admin import create_token
 from schemas.enums import CheckInStatus
 from schemas.topics import Topics
+from tests.integration.api_seed import SeededCheckIn
+from tests.integration.api_world import expected_stats
+from tests.integration.checkins_pipeline import CRONTAB, T0, Pipeline
 
 pytestmark = [pytest.mark.postgres, pytest.mark.kafka]
 

@@ -3,47 +3,26 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
-from api_seed import SeededCheckIn, Seeder
 from fastapi.testclient import TestClient
 
-from schemas.enums import CheckInStatus, api_name
+from schemas.enums import CheckInStatus
+from tests.integration.api_seed import SeededCheckIn, Seeder
+from tests.integration.api_world import expected_stats
 
 pytestmark = pytest.mark.postgres
 
 T0 = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
-COUNTED = ("ok", "error", "missed", "timeout", "unknown")
 
 
 @dataclass(frozen=True)
 class StatsWorld:
     token: str
     checkins: list[SeededCheckIn]
-
-
-def expected_stats(checkins: Iterable[SeededCheckIn], since: int, until: int, resolution: int,
-                   environments: set[str] | None = None) -> list[dict[str, float]]:
-    """What the endpoint must answer, computed from the check-ins alone."""
-    first, last = since // resolution * resolution, until // resolution * resolution
-    buckets = {ts: {"ts": ts, **{k: 0 for k in COUNTED}, "sum": 0, "n": 0}
-               for ts in range(first, last + 1, resolution)}
-    for c in checkins:
-        if c.status is CheckInStatus.IN_PROGRESS or (environments and c.environment not in environments):
-            continue
-        bucket = buckets.get(int(c.date_added.timestamp()) // resolution * resolution)
-        if bucket is None:
-            continue
-        bucket[api_name(c.status)] += 1
-        if c.duration_ms is not None:
-            bucket["sum"] += c.duration_ms
-            bucket["n"] += 1
-    return [{**{k: b[k] for k in ("ts", *COUNTED)}, "duration": b["sum"] / b["n"] if b["n"] else 0}
-            for b in buckets.values()]
 
 
 @pytest.fixture

@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import random
-import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
-from checkins_pipeline import CRONTAB, T0, Pipeline
-from confluent_kafka import Consumer, TopicPartition
 
 from consumers.checkins.dlq import DlqLimiter, DlqLimitExceeded, DlqPolicy
 from consumers.checkins.runner import RawEvent, handle_batch
 from consumers.worker import running_app
 from schemas.enums import CheckInStatus
 from schemas.topics import Topics
+from tests.integration.checkins_pipeline import CRONTAB, T0, Pipeline, read_topic
 
 OK, ERROR, IN_PROGRESS = int(CheckInStatus.OK), int(CheckInStatus.ERROR), int(CheckInStatus.IN_PROGRESS)
 
@@ -26,22 +24,6 @@ def pipeline(kafka_bootstrap: str, database_url: str, make_topics: Callable[...,
     p = Pipeline(kafka_bootstrap, make_topics(ingest_partitions=1), database_url)
     yield p
     p.close()
-
-
-def read_topic(bootstrap: str, topic: str, count: int) -> list[object]:
-    """The first ``count`` messages of partition 0 of ``topic``."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"test-{uuid.uuid4().hex}",
-                         "enable.auto.commit": False})
-    consumer.assign([TopicPartition(topic, 0, 0)])
-    messages: list[object] = []
-    try:
-        for _ in range(200):
-            if len(messages) >= count:
-                break
-            messages += [m for m in consumer.consume(count - len(messages), timeout=0.5) if m.error() is None]
-    finally:
-        consumer.close()
-    return messages
 
 
 def snapshot(pipeline: Pipeline) -> list[object]:
@@ -60,7 +42,7 @@ def test_garbage_bytes_go_to_the_dlq_with_their_key_and_reason_and_the_partition
     pipeline.run(scenario)
 
     dead = read_topic(kafka_bootstrap, pipeline.topics.dlq, 2)
-    assert [(m.key(), m.value()) for m in dead][0] == (b"1:garbage", b"\xc1 not msgpack")  # type: ignore[attr-defined]
+    assert (dead[0].key(), dead[0].value()) == (b"1:garbage", b"\xc1 not msgpack")  # type: ignore[attr-defined]
     headers = [dict(m.headers()) for m in dead]  # type: ignore[attr-defined]
     assert headers[0]["reason"].startswith(b"not msgpack")
     assert (headers[0]["original_partition"], headers[0]["original_offset"]) == (b"0", b"0")
@@ -144,7 +126,7 @@ def test_rollup_totals_equal_the_check_in_counts(pipeline: Pipeline) -> None:
     rng = random.Random(3)
     open_ids: list[tuple[str, str]] = []
     at = T0
-    for n in range(600):
+    for _ in range(600):
         at += timedelta(seconds=rng.randint(5, 400))
         slug, env = f"job-{rng.randint(0, 9)}", rng.choice(["production", "staging"])
         roll = rng.random()

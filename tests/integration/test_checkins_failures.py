@@ -13,19 +13,18 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 import pytest
-from checkins_pipeline import CRONTAB, T0, Pipeline
 from confluent_kafka import Consumer, TopicPartition
 from prometheus_client import REGISTRY
-from test_checkins_delivery import read_topic
 
 from consumers.checkins import processing
 from consumers.checkins.dlq import DlqLimiter, DlqPolicy
 from consumers.checkins.runner import RawEvent, handle_batch_isolating_poison
 from schemas.enums import CheckInStatus
 from schemas.topics import Topics
+from tests.integration.checkins_pipeline import CRONTAB, T0, Pipeline, read_topic
 
 if TYPE_CHECKING:
-    from conftest import Infra
+    from tests.conftest import Infra
 
 OK, ERROR = int(CheckInStatus.OK), int(CheckInStatus.ERROR)
 

@@ -12,11 +12,10 @@ from datetime import timedelta
 
 import pytest
 
-from schemas.topics import Topics
-
-from checkins_pipeline import CRONTAB, T0, Pipeline
 from schemas.enums import CheckInStatus, MonitorStatus, ProcessingErrorType
 from schemas.examples import load_example
+from schemas.topics import Topics
+from tests.integration.checkins_pipeline import CRONTAB, T0, Pipeline
 
 OK, ERROR, IN_PROGRESS, TIMEOUT = (int(CheckInStatus.OK), int(CheckInStatus.ERROR),
                                    int(CheckInStatus.IN_PROGRESS), int(CheckInStatus.TIMEOUT))

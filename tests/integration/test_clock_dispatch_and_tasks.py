@@ -12,11 +12,19 @@ from datetime import datetime, timedelta, timezone
 
 import psycopg
 import pytest
-from clock_helpers import ClockRig, checkins_of, crontab_config, read_all, seed_checkin, seed_monitor, seed_project
 
 from schemas.clock import decode_clock_task, encode_mark_missing
 from schemas.enums import CheckInStatus, MonitorStatus
 from schemas.topics import Topics
+from tests.integration.clock_helpers import (
+    ClockRig,
+    checkins_of,
+    crontab_config,
+    read_all,
+    seed_checkin,
+    seed_monitor,
+    seed_project,
+)
 
 UTC = timezone.utc
 T = datetime(2026, 5, 4, 10, 0, tzinfo=UTC)
@@ -53,7 +61,7 @@ def _incidents(rig: ClockRig, env_id: int) -> list[tuple[int, datetime, int | No
 
 
 def _first_checkin_id(rig: ClockRig, env_id: int) -> int:
-    return rig.rows("SELECT min(id) FROM checkins WHERE monitor_environment_id = %s", (env_id,))[0][0]
+    return int(rig.rows("SELECT min(id) FROM checkins WHERE monitor_environment_id = %s", (env_id,))[0][0])
 
 
 def test_a_silent_every_minute_monitor_gets_one_missed_per_minute_at_the_expected_times(rig: ClockRig) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 import psycopg
-from clock_helpers import crontab_config, seed_monitor, seed_project
 
 from consumers.incidents.rules import INITIAL_STATE, IncidentState
 from consumers.incidents.store import (
@@ -17,6 +16,7 @@ from consumers.incidents.store import (
     save_states,
 )
 from schemas.enums import MonitorStatus
+from tests.integration.clock_helpers import crontab_config, seed_monitor, seed_project
 
 T = datetime(2026, 11, 26, 12, 0, tzinfo=timezone.utc)
 
@@ -59,6 +59,6 @@ def test_states_round_trip_with_the_open_flag_and_status(database_url: str) -> N
         open_incident(conn, m1, e1, 41, T)
         with conn.transaction():
             states = load_states(conn, [e1, e2, 999], for_update=True)
-        statuses = dict(conn.execute("SELECT id, status FROM monitor_environments").fetchall())
+        statuses: dict[int, int] = dict(conn.execute("SELECT id, status FROM monitor_environments").fetchall())
     assert states == {e1: failing, e2: INITIAL_STATE}
     assert statuses == {e1: MonitorStatus.ERROR, e2: MonitorStatus.OK}

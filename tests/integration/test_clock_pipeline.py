@@ -13,11 +13,11 @@ from datetime import datetime, timedelta, timezone
 
 import psycopg
 import pytest
-from clock_helpers import PipelineRig, seed_project, tick_times
 
 import consumers.clock.ticks
 from schemas.enums import CheckInStatus, MonitorStatus
 from schemas.topics import Topics
+from tests.integration.clock_helpers import PipelineRig, seed_project, tick_times
 
 UTC = timezone.utc
 T = datetime(2026, 1, 10, 0, 0, tzinfo=UTC)
@@ -176,9 +176,8 @@ def test_the_leader_sends_a_clock_pulse_to_every_ingest_partition(
     import asyncio
     import time
 
-    from clock_helpers import high_watermarks, read_all
-
     from schemas.messages import ClockPulse, decode_ingest_message
+    from tests.integration.clock_helpers import high_watermarks, read_all
 
     monkeypatch.setattr(consumers.clock.ticks, "PULSE_INTERVAL_S", 1.0)
     rig = make_rig(4)

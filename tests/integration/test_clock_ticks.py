@@ -8,11 +8,11 @@ from datetime import datetime, timedelta, timezone
 
 import psycopg
 import pytest
-from clock_helpers import tick_times
 
 from consumers.checkins import store
 from consumers.clock.ticks import KafkaTickSink, TickSendError, advance_clock
 from schemas.topics import Topics
+from tests.integration.clock_helpers import tick_times
 
 T = datetime(2026, 3, 1, 9, 0, tzinfo=timezone.utc)
 M = timedelta(minutes=1)

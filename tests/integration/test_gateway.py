@@ -7,11 +7,10 @@ import gzip
 import uuid
 
 import orjson
-from gateway_harness import Gateway, Project, read_topic
 
 from schemas.messages import CheckInAttachmentMessage, CheckInMessage
 from schemas.topics import Topics
-
+from tests.integration.gateway_harness import Gateway, Project, read_topic
 
 
 def check_in_payloads(kafka_bootstrap: str, topics: Topics, expected: int) -> list[dict[str, object]]:

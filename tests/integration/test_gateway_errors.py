@@ -9,11 +9,10 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import psycopg
 import pytest
-from gateway_harness import Gateway, Project, gateway_config, make_project, read_topic, run_gateway
 
 from cronpipe.admin import revoke_key
 from schemas.topics import Topics
-
+from tests.integration.gateway_harness import Gateway, Project, gateway_config, make_project, read_topic, run_gateway
 
 
 def assert_topic_empty(kafka_bootstrap: str, topics: Topics) -> None:

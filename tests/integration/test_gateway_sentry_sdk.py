@@ -8,12 +8,12 @@ from typing import TYPE_CHECKING
 import orjson
 import pytest
 import sentry_sdk
-from gateway_harness import Gateway, Project, read_topic
 from sentry_sdk.crons import capture_checkin
 
 from cronpipe.admin import dsn
 from schemas.messages import CheckInMessage
 from schemas.topics import Topics
+from tests.integration.gateway_harness import Gateway, Project, read_topic
 
 if TYPE_CHECKING:
     from sentry_sdk._types import MonitorConfig

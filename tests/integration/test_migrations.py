@@ -1,13 +1,14 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 import psycopg
 
 from schemas.migrate import apply_migrations, available
 
 
-def _fresh(make_database) -> str:  # type: ignore[no-untyped-def]
+def _fresh(make_database: Callable[[], str]) -> str:
     url = make_database()
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from pathlib import Path
 
 import faust
 import psycopg
@@ -21,7 +22,7 @@ async def _run_agent_until(app: faust.App, done: asyncio.Event, timeout_s: float
 
 
 def test_a_message_produced_to_kafka_is_written_to_postgres_by_a_faust_agent(
-    kafka_bootstrap: str, topics: Topics, database_url: str, tmp_path
+    kafka_bootstrap: str, topics: Topics, database_url: str, tmp_path: Path
 ) -> None:
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute("CREATE TABLE smoke (k text PRIMARY KEY, v bytea NOT NULL)")

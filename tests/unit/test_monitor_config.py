@@ -242,7 +242,7 @@ def test_config_from_json_reads_sentrys_integer_schedule_type() -> None:
 
 
 def test_config_from_json_rejects_corrupt_stored_data() -> None:
-    with pytest.raises(ConfigError, match="^max_runtime: "):
+    with pytest.raises(ConfigError, match=r"^max_runtime: "):
         config_from_json({"schedule_type": "crontab", "schedule": "0 * * * *", "max_runtime": 99999})
 
 

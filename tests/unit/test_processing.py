@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import uuid
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 import orjson
 import pytest
@@ -43,7 +44,7 @@ def item(slug: str = "job", status: str = "ok", *, at: datetime = T0, project_id
         parsed = parse_check_in_payload(payload)
     except PayloadError as exc:
         parsed = exc
-    return CheckInItem(at, message, parsed)  # type: ignore[arg-type]
+    return CheckInItem(at, message, parsed)
 
 
 def empty_state() -> BatchState:
@@ -176,9 +177,9 @@ def test_a_check_in_breaking_a_rule_becomes_this_processing_error_and_writes_not
         case: dict[str, object], expected: ProcessingErrorType) -> None:
     state = empty_state()
     existing_monitor(state)
-    fields = dict(case)
+    fields: dict[str, Any] = dict(case)
     slug = str(fields.pop("slug", "job"))
-    project_id = int(fields.pop("project_id", 1))  # type: ignore[call-overload]
+    project_id = int(fields.pop("project_id", 1))
 
     result = process_batch([item(slug, project_id=project_id, **fields)], state, ids())
 
