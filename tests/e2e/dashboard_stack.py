@@ -15,12 +15,12 @@ from typing import Any
 
 import psycopg
 from confluent_kafka import Producer
-from gateway_processes import Service, cronpipe_env, free_port
 from psycopg.types.json import Jsonb
 
 from cronpipe.admin import create_org, create_project, create_token
 from schemas.messages import encode_attachment, encode_check_in
 from schemas.topics import Topics, ensure_topics
+from tests.e2e.gateway_processes import Service, cronpipe_env, free_port
 
 HOUR = 3600
 CRONTAB = {"schedule": {"type": "crontab", "value": "0 * * * *"}, "checkin_margin": 5, "max_runtime": 30}

@@ -19,7 +19,8 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
-from dashboard_stack import (
+
+from tests.e2e.dashboard_stack import (
     BULK_ENVIRONMENTS,
     BULK_MONITORS,
     HOSTILE_ENVIRONMENT,
@@ -119,9 +120,14 @@ class Tab:
         self.base = base
         self.dialogs: list[str] = []
         self.problems: list[str] = []
-        self.page.on("dialog", lambda d: (self.dialogs.append(d.message), d.dismiss()))
+        self.page.on("dialog", self._record_dialog)
         self.page.on("pageerror", lambda e: self.problems.append(str(e)))
         self.page.on("console", lambda m: self.problems.append(m.text) if m.type == "error" else None)
+
+    def _record_dialog(self, dialog: Any) -> None:
+        # A dialog means page data ran as script: record it, then close it so the page goes on.
+        self.dialogs.append(dialog.message)
+        dialog.dismiss()
 
     def sign_in(self, organization: str, token: str) -> None:
         self.page.goto(f"{self.base}/ui/")
@@ -201,7 +207,10 @@ def test_filters_and_sorting_change_the_rows_in_place(tab: Tab, stack: Dashboard
     page = tab.page
 
     def order() -> list[str]:
-        return page.eval_on_selector_all("#overview-table tbody.mon", "bodies => bodies.map(b => b.dataset.monitor)")
+        monitors: list[str] = page.eval_on_selector_all(
+            "#overview-table tbody.mon", "bodies => bodies.map(b => b.dataset.monitor)"
+        )
+        return monitors
 
     # Which environments have an open incident is the processor's decision; the API says which.
     monitors = httpx.get(f"{stack.api_url}/api/0/organizations/acme/monitors/",

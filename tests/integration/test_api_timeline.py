@@ -9,10 +9,10 @@ from typing import Any
 
 import psycopg
 import pytest
-from api_seed import SeededCheckIn, Seeder
 from fastapi.testclient import TestClient
 
 from schemas.enums import CheckInStatus, MonitorStatus, api_name
+from tests.integration.api_seed import SeededCheckIn, Seeder
 
 pytestmark = pytest.mark.postgres
 
