@@ -1,7 +1,7 @@
 """Incident events: the value of the ``monitors-incidents`` topic (JSON, version 1).
 
 One event per incident change, written to the outbox in the transaction that made the
-change (``consumers/outbox.py``) and published by the relay; key: the monitor
+change (``consumers/incidents/outbox.py``) and published by the relay; key: the monitor
 environment id, so one environment's events stay in order. ``event_id`` is fixed when the
 outbox row is written, so every redelivery of an event carries the same id.
 
