@@ -14,7 +14,7 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -36,7 +36,7 @@ log = logging.getLogger("cronpipe.notifier")
 class DeliveryConfig:
     timeout_s: float = 10.0
     allow_private: bool = False
-    policy: RetryPolicy = RetryPolicy()
+    policy: RetryPolicy = field(default_factory=RetryPolicy)
     failing_after: int = 5
     concurrency: int = 8
     link_base: str = "http://127.0.0.1:8001"

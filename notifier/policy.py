@@ -26,8 +26,8 @@ class RetryPolicy:
 
     def delay(self, attempt: int, jitter: float) -> float:
         """Seconds before the attempt after ``attempt`` (1-based); ``jitter`` in [0, 1)."""
-        ceiling = min(self.cap_s, self.base_s * 2 ** max(0, attempt - 1))
-        return ceiling * (0.5 + 0.5 * jitter)
+        ceiling = min(self.cap_s, self.base_s * 2.0 ** max(0, attempt - 1))
+        return float(ceiling * (0.5 + 0.5 * jitter))
 
 
 @dataclass(frozen=True)

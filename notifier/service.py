@@ -53,9 +53,11 @@ class Notifier:
         loop = asyncio.get_running_loop()
         wake = asyncio.Event()
         consumer_stop = threading.Event()
+        def woken() -> None:
+            loop.call_soon_threadsafe(wake.set)
+
         consumer = EventConsumer(self._settings.kafka_bootstrap, self._topics.incidents,
-                                 f"{self._settings.topic_prefix}cronpipe-notifier", self._connect,
-                                 lambda: loop.call_soon_threadsafe(wake.set))
+                                 f"{self._settings.topic_prefix}cronpipe-notifier", self._connect, woken)
         thread = threading.Thread(target=consumer.run, args=(consumer_stop,), name="notifier-consumer", daemon=True)
         thread.start()
         try:
