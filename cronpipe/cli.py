@@ -39,7 +39,7 @@ notifier:
   CRONPIPE_NOTIFY_RETRY_MAX      longest retry delay in seconds (default 3600)
   CRONPIPE_NOTIFY_RETRY_FOR      seconds a delivery is retried before it expires (default 86400)
   CRONPIPE_NOTIFY_FAILING_AFTER  consecutive permanent failures that mark a channel failing (default 5)
-  CRONPIPE_NOTIFY_CONCURRENCY    requests in flight per channel (default 8)
+  CRONPIPE_NOTIFY_CONCURRENCY    requests in flight per channel (default 16)
   CRONPIPE_NOTIFY_LINK_BASE      base URL of links in Slack/PagerDuty messages (default the read API)
 gateway:
   CRONPIPE_GATEWAY_KEY_CACHE_TTL     seconds a project key lookup is cached; a revoked key

@@ -36,7 +36,9 @@ class EventConsumer:
         self._on_commit = on_commit
         self._consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group,
                                    "enable.auto.commit": False, "auto.offset.reset": "earliest",
-                                   "session.timeout.ms": 10_000})
+                                   "session.timeout.ms": 10_000,
+                                   # Deliver promptly at low rates (librdkafka waits 500 ms by default).
+                                   "fetch.wait.max.ms": 20})
         self._consumer.subscribe([topic], on_assign=self._on_assign)
 
     def _on_assign(self, consumer: Any, partitions: list[Any]) -> None:

@@ -11,10 +11,8 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
-
 from notifier import store
-from notifier.delivery import DeliveryConfig, send
+from notifier.delivery import DeliveryConfig, PinnedResolver, open_session, send
 from schemas.incident_events import IncidentEvent
 
 __all__ = ["send_test"]
@@ -39,8 +37,9 @@ def send_test(conn: Any, channel: store.Channel, config: DeliveryConfig) -> dict
     event = test_event(channel)
 
     async def attempt() -> tuple[Any, int]:
-        async with httpx.AsyncClient(follow_redirects=False) as client:
-            return await send(client, channel, event, config, test=True)
+        resolver = PinnedResolver()
+        async with open_session(resolver, 1) as session:
+            return await send(session, resolver, channel, event, config, test=True)
 
     result, latency = asyncio.run(attempt())
     ok = result.status_code is not None and 200 <= result.status_code < 300

@@ -41,7 +41,7 @@ class Settings:
     notify_retry_max: float = field(default_factory=lambda: float(_env("NOTIFY_RETRY_MAX", "3600")))
     notify_retry_for: float = field(default_factory=lambda: float(_env("NOTIFY_RETRY_FOR", "86400")))
     notify_failing_after: int = field(default_factory=lambda: int(_env("NOTIFY_FAILING_AFTER", "5")))
-    notify_concurrency: int = field(default_factory=lambda: int(_env("NOTIFY_CONCURRENCY", "8")))
+    notify_concurrency: int = field(default_factory=lambda: int(_env("NOTIFY_CONCURRENCY", "16")))
     #: Base of the links in Slack and PagerDuty messages (the read API).
     notify_link_base: str = field(default_factory=lambda: _env("NOTIFY_LINK_BASE", ""))
 
