@@ -24,7 +24,7 @@ __all__ = ["EventConsumer"]
 log = logging.getLogger("cronpipe.notifier")
 
 BATCH_SIZE = 1000
-BATCH_WITHIN_S = 0.2
+BATCH_WITHIN_S = 0.05
 
 
 class EventConsumer:

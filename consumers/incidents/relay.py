@@ -29,7 +29,7 @@ log = logging.getLogger("cronpipe.relay")
 #: pg_try_advisory_xact_lock key of the relay ("relay" in ASCII).
 RELAY_LOCK: Final = 0x72656C6179
 BATCH_SIZE: Final = 2000
-POLL_INTERVAL_S: Final = 0.1
+POLL_INTERVAL_S: Final = 0.05
 _RETRY_DELAYS_S: Final = (0.5, 1.0, 2.0, 5.0)
 
 UNSENT = """
