@@ -220,8 +220,10 @@ def build_parser() -> argparse.ArgumentParser:
     svc.add_parser("start", help="start local Kafka and PostgreSQL unless configured elsewhere").set_defaults(func=cmd_services_start)
     svc.add_parser("stop", help="stop the local services this project started").set_defaults(func=cmd_services_stop)
 
-    p = add("worker", cmd_worker, "run the faust worker (check-in processor, clock, clock tasks)")
-    p.add_argument("--agents", default="all", help="comma-separated: checkins, clock, clock_tasks, or all (default all)")
+    p = add("worker", cmd_worker, "run the faust worker (check-in processor, clock, clock tasks, incident relay)")
+    p.add_argument("--agents", default="all",
+                   help="comma-separated: checkins, clock, clock_tasks, relay (not alone: it reads no topic), "
+                        "or all (default all)")
     p.add_argument("--loglevel", default="info", choices=["debug", "info", "warn", "error"], help="default info")
 
     p = add("gateway", cmd_gateway, "run the Sentry-compatible HTTP ingest gateway on CRONPIPE_BIND:CRONPIPE_GATEWAY_PORT")

@@ -178,3 +178,18 @@ def test_disabled_monitors_write_no_events(rig: ClockRig) -> None:
             (monitor_id, env_id, T, T)).fetchone()[0]
         incident_store.open_incident(conn, monitor_id, env_id, checkin_id, T)
         assert outbox.write_events(conn, [outbox.OutboxEvent(env_id, "opened", checkin_id, T)]) == 0
+
+
+def test_a_muted_environment_still_writes_its_event_marked_muted(rig: ClockRig) -> None:
+    with psycopg.connect(rig.database_url, autocommit=True) as conn:
+        _, env_id = seed_monitor(conn, 1, "quiet", crontab_config("* * * * *"), next_checkin=T,
+                                 next_checkin_latest=T + M)
+        conn.execute("UPDATE monitor_environments SET is_muted = true WHERE id = %s", (env_id,))
+
+    async def scenario() -> None:
+        rig.tick(T + M)
+        await rig.settle()
+
+    rig.run(["clock_tasks"], scenario)
+    (event,) = _outbox(rig.database_url)
+    assert (event.type, event.is_muted, event.reason) == ("opened", True, "A missed check-in was detected")
