@@ -66,7 +66,7 @@ class Rig:
         event = load_example(name)
         event.update({"event_id": str(uuid.uuid4()), "organization": {"id": self.org_id, "slug": "acme"}}, **changes)
         self.producer.produce(self.topics.incidents, key=b"42", value=orjson.dumps(event))
-        assert self.producer.flush(10) == 0
+        assert self.producer.flush(60) == 0
         return event
 
     def log(self, channel: store.Channel) -> list[dict[str, Any]]:
@@ -237,3 +237,16 @@ def test_slack_and_pagerduty_channels_get_their_formats(rig: Rig, receivers: Any
     assert sorted(texts) == ["Incident opened: Nightly backup (production): 2 missed check-ins detected",
                              "Resolved: Nightly backup (production): Resolved by an OK check-in"]
     assert sorted(orjson.loads(r.body)["event_action"] for r in pager.received) == ["resolve", "trigger"]
+
+
+def test_a_destination_named_by_host_name_is_delivered_to_its_checked_address(rig: Rig, receivers: Any) -> None:
+    hook = receivers()
+    channel, _ = rig.channel(hook.url.replace("127.0.0.1", "localhost"))
+
+    async def scenario() -> None:
+        rig.publish()
+        await until(lambda: len(rig.log(channel)) == 1, "the delivery")
+
+    rig.run(scenario)
+    assert [a["outcome"] for a in rig.log(channel)] == ["delivered"]
+    assert hook.received[0].headers["Host"].startswith("localhost:")

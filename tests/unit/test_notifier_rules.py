@@ -104,3 +104,17 @@ def test_private_destinations_are_refused_unless_allowed(url: str) -> None:
 def test_malformed_destinations_are_refused_with_a_reason(url: str, why: str) -> None:
     with pytest.raises(DestinationRefused, match=why):
         resolve_destination(url, allow_private=True)
+
+
+def test_the_pinned_resolver_answers_only_with_checked_addresses() -> None:
+    import asyncio
+
+    from notifier.delivery import PinnedResolver
+
+    resolver = PinnedResolver()
+    with pytest.raises(OSError, match="not resolved and checked"):
+        asyncio.run(resolver.resolve("hooks.example.com", 443))
+    resolver.checked["hooks.example.com"] = ("93.184.216.34", "2606:2800:220:1::1")
+    answers = asyncio.run(resolver.resolve("hooks.example.com", 443))
+    assert [(a["host"], a["port"], a["hostname"]) for a in answers] == [
+        ("93.184.216.34", 443, "hooks.example.com"), ("2606:2800:220:1::1", 443, "hooks.example.com")]
