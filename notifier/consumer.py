@@ -76,7 +76,7 @@ class EventConsumer:
             while not stop.is_set():
                 try:
                     self.run_once()
-                except Exception as exc:  # noqa: BLE001 - database down: nothing committed, back off
+                except Exception as exc:  # database down: nothing committed, back off
                     log.warning("notifier batch not committed (%s); retrying", exc)
                     stop.wait(1.0)
                     self._rewind()
@@ -92,5 +92,5 @@ class EventConsumer:
 
             for tp in self._consumer.assignment():
                 self._consumer.seek(TopicPartition(self._topic, tp.partition, stored.get(tp.partition, 0)))
-        except Exception as exc:  # noqa: BLE001 - still down: the next attempt rewinds again
+        except Exception as exc:  # still down: the next attempt rewinds again
             log.warning("cannot rewind to the stored offsets yet (%s)", exc)

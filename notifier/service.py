@@ -82,7 +82,7 @@ class Notifier:
                 return store.due_channels(conn)
         try:
             channels = await asyncio.to_thread(due)
-        except Exception as exc:  # noqa: BLE001 - database down: try again on the next poll
+        except Exception as exc:  # database down: try again on the next poll
             log.warning("cannot read due deliveries (%s)", exc)
             return
         for channel_id in channels:

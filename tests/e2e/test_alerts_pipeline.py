@@ -24,13 +24,11 @@ import psycopg
 import pytest
 from confluent_kafka import Producer
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "integration"))
-from alert_receiver import Receiver  # noqa: E402
-
-from cronpipe.admin import create_org, create_project  # noqa: E402
-from schemas.clock import encode_clock_tick  # noqa: E402
-from schemas.messages import encode_check_in  # noqa: E402
-from schemas.topics import Topics  # noqa: E402
+from cronpipe.admin import create_org, create_project
+from schemas.clock import encode_clock_tick
+from schemas.messages import encode_check_in
+from schemas.topics import Topics
+from tests.integration.alert_receiver import Receiver
 
 T = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 M = timedelta(minutes=1)

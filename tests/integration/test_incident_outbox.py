@@ -12,14 +12,14 @@ from typing import Any
 import orjson
 import psycopg
 import pytest
-from checkins_pipeline import T0, Pipeline
-from clock_helpers import ClockRig, crontab_config, read_all, seed_monitor, seed_project
 
 from consumers.incidents import outbox
 from consumers.incidents import store as incident_store
 from consumers.incidents.relay import RELAY_LOCK, OutboxRelay
 from schemas.incident_events import IncidentEvent, complete_event, decode_incident_event
 from schemas.topics import Topics
+from tests.integration.checkins_pipeline import T0, Pipeline
+from tests.integration.clock_helpers import ClockRig, crontab_config, read_all, seed_monitor, seed_project
 
 T = datetime(2026, 5, 4, 10, 0, tzinfo=UTC)
 M = timedelta(minutes=1)
@@ -31,11 +31,27 @@ def _outbox(database_url: str) -> list[IncidentEvent]:
     return [complete_event(r[0]) for r in rows]
 
 
+def _count(conn: psycopg.Connection[Any], sql: str) -> int:
+    row = conn.execute(sql).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def _error_checkin(conn: psycopg.Connection[Any], monitor_id: int, env_id: int) -> int:
+    """An ERROR check-in at T; returns its id."""
+    row = conn.execute(
+        "INSERT INTO checkins (guid, project_id, monitor_id, monitor_environment_id, status, date_added,"
+        " date_updated) VALUES (gen_random_uuid(), 1, %s, %s, 2, %s, %s) RETURNING id",
+        (monitor_id, env_id, T, T)).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
 async def _until_sent(database_url: str, timeout_s: float = 60.0) -> None:
     deadline = time.monotonic() + timeout_s
     while True:
         with psycopg.connect(database_url) as conn:
-            unsent = conn.execute("SELECT count(*) FROM incident_outbox WHERE sent_at IS NULL").fetchone()[0]
+            unsent = _count(conn, "SELECT count(*) FROM incident_outbox WHERE sent_at IS NULL")
         if unsent == 0:
             return
         assert time.monotonic() < deadline, f"{unsent} outbox rows still unsent"
@@ -105,10 +121,7 @@ def test_the_processor_writes_opened_failure_and_resolved_with_the_check_ins_bat
 def test_a_rolled_back_transaction_leaves_nothing_for_the_relay(rig: ClockRig) -> None:
     with psycopg.connect(rig.database_url, autocommit=True) as conn:
         monitor_id, env_id = seed_monitor(conn, 1, "job", crontab_config("* * * * *"))
-        checkin_id = conn.execute(
-            "INSERT INTO checkins (guid, project_id, monitor_id, monitor_environment_id, status, date_added,"
-            " date_updated) VALUES (gen_random_uuid(), 1, %s, %s, 2, %s, %s) RETURNING id",
-            (monitor_id, env_id, T, T)).fetchone()[0]
+        checkin_id = _error_checkin(conn, monitor_id, env_id)
         with pytest.raises(RuntimeError), conn.transaction():
             incident_store.open_incident(conn, monitor_id, env_id, checkin_id, T)
             assert outbox.write_events(conn, [outbox.OutboxEvent(env_id, "opened", checkin_id, T)]) == 1
@@ -128,10 +141,7 @@ def test_a_rolled_back_transaction_leaves_nothing_for_the_relay(rig: ClockRig) -
 def _seed_event(database_url: str, slug: str = "job") -> None:
     with psycopg.connect(database_url, autocommit=True) as conn:
         monitor_id, env_id = seed_monitor(conn, 1, slug, crontab_config("* * * * *"))
-        checkin_id = conn.execute(
-            "INSERT INTO checkins (guid, project_id, monitor_id, monitor_environment_id, status, date_added,"
-            " date_updated) VALUES (gen_random_uuid(), 1, %s, %s, 2, %s, %s) RETURNING id",
-            (monitor_id, env_id, T, T)).fetchone()[0]
+        checkin_id = _error_checkin(conn, monitor_id, env_id)
         with conn.transaction():
             incident_store.open_incident(conn, monitor_id, env_id, checkin_id, T)
             outbox.write_events(conn, [outbox.OutboxEvent(env_id, "opened", checkin_id, T)])
@@ -172,10 +182,7 @@ def test_disabled_monitors_write_no_events(rig: ClockRig) -> None:
     with psycopg.connect(rig.database_url, autocommit=True) as conn:
         monitor_id, env_id = seed_monitor(conn, 1, "off", crontab_config("* * * * *"))
         conn.execute("UPDATE monitors SET status = 1 WHERE id = %s", (monitor_id,))
-        checkin_id = conn.execute(
-            "INSERT INTO checkins (guid, project_id, monitor_id, monitor_environment_id, status, date_added,"
-            " date_updated) VALUES (gen_random_uuid(), 1, %s, %s, 2, %s, %s) RETURNING id",
-            (monitor_id, env_id, T, T)).fetchone()[0]
+        checkin_id = _error_checkin(conn, monitor_id, env_id)
         incident_store.open_incident(conn, monitor_id, env_id, checkin_id, T)
         assert outbox.write_events(conn, [outbox.OutboxEvent(env_id, "opened", checkin_id, T)]) == 0
 

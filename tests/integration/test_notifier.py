@@ -18,7 +18,6 @@ from typing import Any
 import orjson
 import psycopg
 import pytest
-from alert_receiver import Receiver
 from confluent_kafka import Producer
 
 from cronpipe.admin import create_org
@@ -28,6 +27,7 @@ from notifier.testing import send_test
 from schemas.examples import load_example
 from schemas.settings import Settings
 from schemas.topics import Topics
+from tests.integration.alert_receiver import Receiver
 
 
 @pytest.fixture
@@ -175,7 +175,7 @@ def test_muted_environments_are_recorded_and_send_nothing(rig: Rig, receivers: A
         await until(lambda: len(rig.log(channel)) == 1, "the unmuted delivery")
         with rig.conn() as conn:
             assert conn.execute("SELECT count(*) FROM alert_events WHERE event_id = %s",
-                                (muted["event_id"],)).fetchone()[0] == 1
+                                (muted["event_id"],)).fetchone() == (1,)
 
     rig.run(scenario)
     assert len(hook.received) == 1

@@ -14,7 +14,7 @@ from notifier.formats import render, sign
 from notifier.policy import Attempt, RetryPolicy, decide
 from schemas.destinations import DestinationRefused, is_public_address, resolve_destination
 from schemas.examples import load_example
-from schemas.incident_events import decode_incident_event
+from schemas.incident_events import IncidentEvent, decode_incident_event
 
 NOW = datetime(2026, 12, 2, 4, 0, tzinfo=UTC)
 POLICY = RetryPolicy(base_s=10, cap_s=3600, retry_for_s=86400)
@@ -53,7 +53,7 @@ def test_retrying_stops_once_the_retry_window_has_passed() -> None:
     assert decide(Attempt(500), 20, created, NOW, POLICY, 0.5).outcome == "expired"
 
 
-def _event():  # type: ignore[no-untyped-def]
+def _event() -> IncidentEvent:
     return decode_incident_event(load_example("incident_opened"))
 
 
