@@ -14,7 +14,7 @@ test: lint
 	bash scripts/test.sh $(PYTEST_ARGS)
 
 # Static checks, configured in pyproject.toml: ruff (lint rules and import order) and mypy --strict.
-LINTED = schemas ingest consumers api cronpipe tests
+LINTED = schemas ingest consumers api notifier cronpipe tests
 lint: bootstrap
 	.venv/bin/ruff check $(LINTED)
 	.venv/bin/mypy $(LINTED)

@@ -22,6 +22,7 @@ AGENTS: dict[str, str] = {
     "checkins": "consumers.checkins.runner:register",
     "clock": "consumers.clock.ticks:register",
     "clock_tasks": "consumers.clock.tasks:register",
+    "relay": "consumers.incidents.relay:register",
 }
 
 

@@ -32,6 +32,15 @@ worker:
   CRONPIPE_CHECKIN_RATE_LIMIT  check-ins per monitor environment and message minute (default 6; 0 = off)
   CRONPIPE_BATCH_PROCESS       1: write check-in batches in a child process so faust and the
                                writes use two cores; 0: in the worker process (default 1)
+notifier:
+  CRONPIPE_NOTIFY_ALLOW_PRIVATE  1: allow loopback/link-local/private destinations (default 0; `up` sets 1)
+  CRONPIPE_NOTIFY_TIMEOUT        seconds per delivery attempt (default 10)
+  CRONPIPE_NOTIFY_RETRY_BASE     first retry delay in seconds, doubling per attempt, with jitter (default 10)
+  CRONPIPE_NOTIFY_RETRY_MAX      longest retry delay in seconds (default 3600)
+  CRONPIPE_NOTIFY_RETRY_FOR      seconds a delivery is retried before it expires (default 86400)
+  CRONPIPE_NOTIFY_FAILING_AFTER  consecutive permanent failures that mark a channel failing (default 5)
+  CRONPIPE_NOTIFY_CONCURRENCY    requests in flight per channel (default 16)
+  CRONPIPE_NOTIFY_LINK_BASE      base URL of links in Slack/PagerDuty messages (default the read API)
 gateway:
   CRONPIPE_GATEWAY_KEY_CACHE_TTL     seconds a project key lookup is cached; a revoked key
                                      stops working within this time (default 10)
@@ -211,8 +220,10 @@ def build_parser() -> argparse.ArgumentParser:
     svc.add_parser("start", help="start local Kafka and PostgreSQL unless configured elsewhere").set_defaults(func=cmd_services_start)
     svc.add_parser("stop", help="stop the local services this project started").set_defaults(func=cmd_services_stop)
 
-    p = add("worker", cmd_worker, "run the faust worker (check-in processor, clock, clock tasks)")
-    p.add_argument("--agents", default="all", help="comma-separated: checkins, clock, clock_tasks, or all (default all)")
+    p = add("worker", cmd_worker, "run the faust worker (check-in processor, clock, clock tasks, incident relay)")
+    p.add_argument("--agents", default="all",
+                   help="comma-separated: checkins, clock, clock_tasks, relay (not alone: it reads no topic), "
+                        "or all (default all)")
     p.add_argument("--loglevel", default="info", choices=["debug", "info", "warn", "error"], help="default info")
 
     p = add("gateway", cmd_gateway, "run the Sentry-compatible HTTP ingest gateway on CRONPIPE_BIND:CRONPIPE_GATEWAY_PORT")
@@ -224,6 +235,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-demo", action="store_true", help="start everything but send no demo check-ins")
     p = add("down", cmd_down, "stop every process and service `cronpipe up` started")
     p.add_argument("--clean", action="store_true", help="also delete local state (Kafka and PostgreSQL data)")
+
+    from cronpipe.channels import add_parsers as add_channel_parsers
+
+    add_channel_parsers(sub, add)
 
     p = add("loadgen", cmd_loadgen, "synthetic check-in producers writing to ingest-monitors")
     _add_loadgen_arguments(p)
@@ -254,11 +269,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from cronpipe.admin import AdminError
     from cronpipe.local.procs import ServiceError
+    from notifier.store import ChannelError
+    from schemas.destinations import DestinationRefused
     from schemas.topics import TopicError
 
     try:
         return int(args.func(Settings(), args) or 0)
-    except (AdminError, ServiceError, TopicError) as exc:
+    except (AdminError, ServiceError, TopicError, ChannelError, DestinationRefused) as exc:
         print(f"cronpipe: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -1,7 +1,7 @@
 """`cronpipe up` / `cronpipe down`: the whole local stack, started and stopped by one command.
 
 `up` starts Kafka and PostgreSQL (unless configured elsewhere), applies migrations,
-creates the topics, starts the worker, gateway and read API as background processes
+creates the topics, starts the worker, gateway, read API and notifier as background processes
 (pid files and logs under the state folder), creates a demo organization, project and
 token once, then sends a demo job's check-ins through the gateway and waits until the
 read API shows them: the proof that every stage works.
@@ -29,6 +29,7 @@ PROCESSES = {
     "worker": ["worker"],
     "gateway": ["gateway"],
     "api": ["api"],
+    "notifier": ["notifier"],
 }
 
 
@@ -146,14 +147,17 @@ def up(settings: Settings, demo: bool = True) -> int:
     apply_migrations(services.database_url)
     ensure_topics(services.kafka_bootstrap, Topics(prefix=settings.topic_prefix).specs())
     env = {**os.environ, "CRONPIPE_KAFKA_BOOTSTRAP": services.kafka_bootstrap,
-           "CRONPIPE_DATABASE_URL": services.database_url, "CRONPIPE_STATE_DIR": str(settings.state_dir)}
+           "CRONPIPE_DATABASE_URL": services.database_url, "CRONPIPE_STATE_DIR": str(settings.state_dir),
+           # A loopback development stack: its alert channels are local receivers.
+           "CRONPIPE_NOTIFY_ALLOW_PRIVATE": "1"}
     host = "127.0.0.1" if settings.bind in ("0.0.0.0", "::") else settings.bind
     for port, what in ((settings.gateway_port, "gateway"), (settings.api_port, "api")):
         if port_open(host, port) and not pid_alive(read_pid(_run_dir(settings) / f"{what}.pid")):
             raise ServiceError(f"port {port} is in use by a process cronpipe did not start: free it or set "
                                f"CRONPIPE_{'GATEWAY' if what == 'gateway' else 'API'}_PORT")
     pids = {name: _start_process(settings, name, env) for name in PROCESSES}
-    _say(f"started worker (pid {pids['worker']}), gateway (pid {pids['gateway']}), api (pid {pids['api']})")
+    _say(f"started worker (pid {pids['worker']}), gateway (pid {pids['gateway']}), api (pid {pids['api']}),"
+         f" notifier (pid {pids['notifier']})")
     run = _run_dir(settings)
     _wait_healthy("gateway", host, settings.gateway_port, run / "gateway.pid")
     _wait_healthy("api", host, settings.api_port, run / "api.pid")

@@ -33,6 +33,18 @@ class Settings:
     #: Prefix for every topic name; tests use it to isolate themselves.
     topic_prefix: str = field(default_factory=lambda: _env("TOPIC_PREFIX", ""))
 
+    # Notifier (issue 13). Back-off: attempt n waits retry_base * 2**(n-1) seconds (capped
+    # at retry_max, with jitter) until retry_for seconds after the first attempt.
+    notify_allow_private: bool = field(default_factory=lambda: _env("NOTIFY_ALLOW_PRIVATE", "0") == "1")
+    notify_timeout: float = field(default_factory=lambda: float(_env("NOTIFY_TIMEOUT", "10")))
+    notify_retry_base: float = field(default_factory=lambda: float(_env("NOTIFY_RETRY_BASE", "10")))
+    notify_retry_max: float = field(default_factory=lambda: float(_env("NOTIFY_RETRY_MAX", "3600")))
+    notify_retry_for: float = field(default_factory=lambda: float(_env("NOTIFY_RETRY_FOR", "86400")))
+    notify_failing_after: int = field(default_factory=lambda: int(_env("NOTIFY_FAILING_AFTER", "5")))
+    notify_concurrency: int = field(default_factory=lambda: int(_env("NOTIFY_CONCURRENCY", "16")))
+    #: Base of the links in Slack and PagerDuty messages (the read API).
+    notify_link_base: str = field(default_factory=lambda: _env("NOTIFY_LINK_BASE", ""))
+
     def local_database_url(self) -> str:
         return f"postgresql://cronpipe@127.0.0.1:{self.pg_port}/cronpipe"
 

@@ -41,6 +41,10 @@ class Topics:
     def dlq(self) -> str:
         return f"{self.prefix}ingest-monitors-dlq"
 
+    @property
+    def incidents(self) -> str:
+        return f"{self.prefix}monitors-incidents"
+
     def specs(self) -> list[TopicSpec]:
         return [
             TopicSpec(self.ingest, self.ingest_partitions,
@@ -48,6 +52,7 @@ class Topics:
             TopicSpec(self.clock_tick, 1),
             TopicSpec(self.clock_tasks, 8),
             TopicSpec(self.dlq, 1),
+            TopicSpec(self.incidents, 8),
         ]
 
 

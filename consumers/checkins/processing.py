@@ -217,6 +217,8 @@ class BatchResult:
     attachments: list[tuple[CheckInAttachmentMessage, MonitorState]] = field(default_factory=list)
     incidents_opened: list[IncidentOpen] = field(default_factory=list)
     incidents_resolved: list[IncidentResolve] = field(default_factory=list)
+    #: (env id, "opened|failure|resolved", check-in id, its date_added), in result order.
+    incident_events: list[tuple[int, str, int, datetime]] = field(default_factory=list)
     accepted: int = 0
 
     def reject(self, kind: ProcessingErrorType, reason: str, item: CheckInItem,
@@ -505,6 +507,8 @@ def drive_incident(env: EnvState, checkin: CheckInState, result: BatchResult) ->
     if change.resolve_with is not None:
         resolve_id, resolve_ts = change.resolve_with
         result.incidents_resolved.append(IncidentResolve(env.id, resolve_id, resolve_ts))
+    if change.event_type is not None:
+        result.incident_events.append((env.id, change.event_type, checkin.id, checkin.date_added))
 
 
 # --------------------------------------------------------------------------- attachments

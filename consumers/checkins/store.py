@@ -28,7 +28,9 @@ from consumers.checkins.processing import (
     rollup_deltas,
 )
 from consumers.database import Conn, StoreError
+from consumers.incidents import outbox
 from consumers.incidents import store as incident_store
+from consumers.incidents.outbox import OutboxEvent
 from consumers.incidents.rules import INITIAL_STATE
 from schemas.enums import CheckInStatus, MonitorStatus
 from schemas.monitor_config import ConfigError, MonitorConfig, config_from_json
@@ -398,6 +400,7 @@ def write_incidents(conn: Conn, result: BatchResult) -> None:
     incident_store.open_incidents(conn, [(o.monitor_id, o.env_id, o.checkin_id, o.ts)
                                          for o in result.incidents_opened])
     incident_store.resolve_incidents(conn, [(r.env_id, r.checkin_id, r.ts) for r in result.incidents_resolved])
+    outbox.write_events(conn, [OutboxEvent(*e) for e in result.incident_events])
 
 
 def upsert_rollups(conn: Conn, checkins: Sequence[CheckInState]) -> None:

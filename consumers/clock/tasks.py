@@ -42,7 +42,9 @@ from consumers.clock.dispatch import KafkaTaskSink, TaskSendError, dispatch_tick
 from consumers.clock.store import MissedCheckIn, TaskEnvironment, TimeoutCheckIn
 from consumers.context import WorkerContext
 from consumers.database import StoreError, StoreUnavailable, wrap_exceptions
+from consumers.incidents import outbox
 from consumers.incidents import store as incident_store
+from consumers.incidents.outbox import OutboxEvent
 from consumers.incidents.rules import IncidentState, apply_result
 from schemas.clock import MarkMissing, MarkTimeout, decode_clock_task, decode_clock_tick
 from schemas.enums import CheckInStatus, MonitorStatus
@@ -210,6 +212,8 @@ class TaskWrites:
     rollups: dict[tuple[int, int, datetime], tuple[int, int]] = field(default_factory=dict)
     states: dict[int, tuple[IncidentState, MonitorStatus]] = field(default_factory=dict)
     opened: list[tuple[int, int, int | None, datetime]] = field(default_factory=list)
+    #: Incident events for the outbox, in decision order.
+    events: list[OutboxEvent] = field(default_factory=list)
 
 
 def _count(writes: TaskWrites, env_id: int, date_added: datetime, missed: int, timeout: int) -> None:
@@ -237,12 +241,12 @@ def plan_writes(decisions: Sequence[Decision], envs: dict[int, TaskEnvironment],
             _count(writes, env.id, ts, 0, 1)
             if not decision.fails_environment:
                 continue
-        _apply_incident(writes, states, env, status, checkin_id, ts)
+        _apply_incident(writes, states, env, status, checkin_id, ts, decision.tick)
     return writes
 
 
 def _apply_incident(writes: TaskWrites, states: dict[int, IncidentState], env: TaskEnvironment,
-                    status: CheckInStatus, checkin_id: int, ts: datetime) -> None:
+                    status: CheckInStatus, checkin_id: int, ts: datetime, tick: datetime) -> None:
     config = _config(env.config_json)
     change = apply_result(states[env.id], status, checkin_id, ts,
                           config.failure_issue_threshold or 1, config.recovery_threshold or 1)
@@ -250,6 +254,8 @@ def _apply_incident(writes: TaskWrites, states: dict[int, IncidentState], env: T
     writes.states[env.id] = (change.state, change.env_status)
     if change.open_incident_from is not None:
         writes.opened.append((env.monitor_id, env.id, *change.open_incident_from))
+    if change.event_type is not None:
+        writes.events.append(OutboxEvent(env.id, change.event_type, checkin_id, ts, tick))
 
 
 # --------------------------------------------------------------------------- the transaction
@@ -293,6 +299,7 @@ def _write(conn: psycopg.Connection[Any], writes: TaskWrites, deadlines: Deadlin
     clock_store.mark_timeouts(conn, writes.timeouts)
     clock_store.add_rollups(conn, writes.rollups)
     incident_store.open_incidents(conn, writes.opened)
+    outbox.write_events(conn, writes.events)
     clock_store.update_environments(conn, deadlines, writes.states)
 
 

@@ -1,1 +1,2 @@
-"""Incidents: ``rules`` (pure failure/recovery thresholds) and ``store`` (their rows)."""
+"""Incidents: ``rules`` (pure failure/recovery thresholds), ``store`` (their rows),
+``outbox`` (their events, written in the same transactions) and ``relay`` (outbox → Kafka)."""

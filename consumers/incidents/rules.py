@@ -63,6 +63,10 @@ class IncidentChange:
     #: False for results that do not count (IN_PROGRESS, UNKNOWN): nothing to write.
     counted: bool = True
 
+    #: The incident event this result causes (``schemas.incident_events.EventType``):
+    #: "opened", "failure" (a failure added to an already open incident), "resolved".
+    event_type: str | None = None
+
 
 def _status_of(state: IncidentState) -> MonitorStatus:
     return MonitorStatus.ERROR if state.open_incident else MonitorStatus.OK
@@ -88,6 +92,7 @@ def apply_result(
 
 
 def _apply_failure(state: IncidentState, checkin_id: int, ts: datetime, threshold: int) -> IncidentChange:
+    was_open = state.open_incident
     if state.failure_run == 0:
         state = replace(state, failure_run=1, failure_run_start_id=checkin_id, failure_run_start_at=ts, ok_run=0)
     else:
@@ -97,7 +102,8 @@ def _apply_failure(state: IncidentState, checkin_id: int, ts: datetime, threshol
         assert state.failure_run_start_id is not None and state.failure_run_start_at is not None
         opened = (state.failure_run_start_id, state.failure_run_start_at)
         state = replace(state, open_incident=True)
-    return IncidentChange(state, _status_of(state), opened, None)
+    event = "opened" if opened is not None else "failure" if was_open else None
+    return IncidentChange(state, _status_of(state), opened, None, event_type=event)
 
 
 def _apply_ok(state: IncidentState, checkin_id: int, ts: datetime, threshold: int) -> IncidentChange:
@@ -107,4 +113,5 @@ def _apply_ok(state: IncidentState, checkin_id: int, ts: datetime, threshold: in
     if state.open_incident and state.ok_run >= threshold:
         resolved = (checkin_id, ts)
         state = replace(state, open_incident=False)
-    return IncidentChange(state, _status_of(state), None, resolved)
+    return IncidentChange(state, _status_of(state), None, resolved,
+                          event_type="resolved" if resolved is not None else None)

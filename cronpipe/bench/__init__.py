@@ -18,6 +18,7 @@ BENCHMARKS = {
     "gateway": "HTTP ingest throughput and latency vs a do-nothing endpoint",
     "api": "read API stats/list latency vs computing from the check-ins table",
     "ceilings": "faust no-op agent vs confluent-kafka + handle_batch vs bare consumer on one topic",
+    "notify": "incidents → outbox → relay → notifier → webhook: mass-outage delivery time, commit→delivery at a steady rate",
 }
 
 

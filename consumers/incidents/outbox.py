@@ -1,0 +1,111 @@
+"""The incident outbox: events written in the transaction that changes an incident.
+
+The processor and the clock tasks call :func:`write_events` after their incident writes,
+inside the same transaction, so an event exists exactly when its change committed (a
+rolled-back batch leaves none). The relay (``consumers/incidents/relay.py``) publishes the rows.
+
+The event body is assembled here, in one set-based statement, from the rows the
+transaction can see (incident, monitor, environment, check-ins); ``reason`` and
+``previous_checkin_ids`` are derived from it by the relay
+(``schemas.incident_events.complete_event``). ``event_id`` is a hash of the incident,
+the event type and the check-in that caused it, and is stored with the row: every
+publication of the row carries the same id. Disabled monitors write no events.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+
+__all__ = ["OutboxEvent", "write_events"]
+
+Conn = psycopg.Connection[Any]
+
+
+@dataclass(frozen=True)
+class OutboxEvent:
+    """One incident change: environment, ``opened|failure|resolved``, the check-in that
+    caused it (its id and ``date_added``), and the clock tick when the clock caused it."""
+
+    env_id: int
+    type: str
+    checkin_id: int
+    ts: datetime
+    tick: datetime | None = None
+
+
+# The incident an event belongs to is the environment's newest one that started at or
+# before the causing check-in (a batch may resolve an incident and open the next one).
+WRITE_EVENTS = """
+WITH e AS (
+    SELECT * FROM unnest(%(env_ids)b::bigint[], %(types)b::text[], %(checkin_ids)b::bigint[],
+                         %(ts)b::timestamptz[], %(ticks)b::timestamptz[], %(ords)b::integer[])
+             AS e (env_id, type, checkin_id, ts, tick, ord)
+)
+INSERT INTO incident_outbox (event_id, monitor_environment_id, payload)
+SELECT ev.event_id, e.env_id, jsonb_build_object(
+           'version', 1,
+           'event_id', ev.event_id,
+           'type', e.type,
+           'incident_id', i.guid,
+           'organization', jsonb_build_object('id', o.id, 'slug', o.slug),
+           'project', jsonb_build_object('id', p.id, 'slug', p.slug),
+           'monitor', jsonb_build_object('id', m.guid, 'slug', m.slug, 'name', m.name),
+           'environment', me.environment,
+           'monitor_environment_id', me.id,
+           'starting_timestamp', i.starting_timestamp,
+           'resolving_timestamp', i.resolving_timestamp,
+           'failed_checkin_id', CASE WHEN e.type = 'resolved' THEN NULL ELSE c.guid END,
+           'failing_checkins', COALESCE(f.list, '[]'::jsonb),
+           'last_ok_checkin', ok.obj,
+           'is_muted', me.is_muted,
+           'clock_tick_ts', extract(epoch FROM e.tick)::float8,
+           'received_ts', extract(epoch FROM COALESCE(c.date_clock, c.date_added))::float8,
+           'date_created', now(),
+           'recovery_threshold', COALESCE((m.config ->> 'recovery_threshold')::integer, 1))
+  FROM e
+  JOIN monitor_environments me ON me.id = e.env_id
+  JOIN monitors m ON m.id = me.monitor_id
+  JOIN projects p ON p.id = m.project_id
+  JOIN organizations o ON o.id = m.organization_id
+  JOIN checkins c ON c.id = e.checkin_id
+ CROSS JOIN LATERAL (
+       SELECT i.guid, i.starting_timestamp, i.resolving_timestamp FROM incidents i
+        WHERE i.monitor_environment_id = e.env_id AND i.starting_timestamp <= e.ts
+        ORDER BY i.starting_timestamp DESC, i.id DESC LIMIT 1) i
+ CROSS JOIN LATERAL (
+       SELECT md5(i.guid::text || ':' || e.type || ':' || c.guid::text)::uuid AS event_id) ev
+  LEFT JOIN LATERAL (
+       SELECT jsonb_agg(jsonb_build_object(
+                  'id', r.guid, 'status', CASE r.status WHEN 2 THEN 'error' WHEN 4 THEN 'missed' ELSE 'timeout' END,
+                  'date_added', r.date_added, 'expected_time', r.expected_time) ORDER BY r.date_added, r.id) AS list
+         FROM (SELECT x.* FROM checkins x
+                WHERE e.type <> 'resolved' AND x.monitor_environment_id = e.env_id
+                  AND x.status IN (2, 4, 5)
+                  AND x.date_added BETWEEN (CASE WHEN e.type = 'opened' THEN i.starting_timestamp ELSE e.ts END) AND e.ts
+                ORDER BY x.date_added DESC, x.id DESC LIMIT 100) r) f ON true
+  LEFT JOIN LATERAL (
+       SELECT jsonb_build_object('id', k.guid, 'date_added', k.date_added) AS obj FROM checkins k
+        WHERE k.monitor_environment_id = e.env_id AND k.status = 1 AND k.date_added <= e.ts
+        ORDER BY k.date_added DESC, k.id DESC LIMIT 1) ok ON true
+ WHERE m.status <> 1
+ ORDER BY e.ord
+ON CONFLICT (event_id) DO NOTHING
+"""
+
+
+def write_events(conn: Conn, events: Sequence[OutboxEvent]) -> int:
+    """Insert the events of this transaction's incident changes, in order; returns how
+    many rows were written (disabled monitors and repeats write none). Call it after the
+    check-ins and incidents of the same transaction are written."""
+    if not events:
+        return 0
+    cur = conn.execute(WRITE_EVENTS, {
+        "env_ids": [e.env_id for e in events], "types": [e.type for e in events],
+        "checkin_ids": [e.checkin_id for e in events], "ts": [e.ts for e in events],
+        "ticks": [e.tick for e in events], "ords": list(range(len(events)))})
+    return cur.rowcount

@@ -1,0 +1,132 @@
+"""The outbox relay: ``incident_outbox`` → ``monitors-incidents``, at least once.
+
+One step (:meth:`OutboxRelay.run_once`) runs in one transaction: take the relay's
+advisory lock (so several workers are safe and only one publishes at a time, which keeps
+each environment's events in order), read the oldest unsent rows, publish them (key: the
+monitor environment id), wait for Kafka's acknowledgement of every one, then mark them
+sent and commit. A crash or a broker error before the commit leaves the rows unsent and
+the next step publishes them again, with the same ``event_id``: duplicates are possible,
+losses are not. Rows of transactions that rolled back never existed.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any, Final
+
+import faust
+import psycopg
+from confluent_kafka import KafkaError, Message, Producer
+
+from consumers.context import WorkerContext
+from schemas.incident_events import IncidentEventError, complete_event
+
+__all__ = ["OutboxRelay", "RelayError", "register"]
+
+log = logging.getLogger("cronpipe.relay")
+
+#: pg_try_advisory_xact_lock key of the relay ("relay" in ASCII).
+RELAY_LOCK: Final = 0x72656C6179
+BATCH_SIZE: Final = 2000
+POLL_INTERVAL_S: Final = 0.05
+_RETRY_DELAYS_S: Final = (0.5, 1.0, 2.0, 5.0)
+
+UNSENT = """
+SELECT id, event_id, monitor_environment_id, payload FROM incident_outbox
+ WHERE sent_at IS NULL ORDER BY id LIMIT %(limit)s
+"""
+MARK_SENT = "UPDATE incident_outbox SET sent_at = now() WHERE id = ANY(%(ids)s::bigint[])"
+
+
+class RelayError(RuntimeError):
+    """Kafka did not acknowledge every event of a step (nothing was marked sent)."""
+
+
+class OutboxRelay:
+    """Publishes the outbox; ``run_once`` is one step (True: more rows are waiting)."""
+
+    def __init__(self, database_url: str, bootstrap: str, topic: str, *, batch_size: int = BATCH_SIZE) -> None:
+        self._url = database_url
+        self._topic = topic
+        self._batch_size = batch_size
+        self._conn: psycopg.Connection[Any] | None = None
+        self._producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True,
+                                   "linger.ms": 2, "compression.type": "lz4"})
+
+    def run_once(self) -> bool:
+        conn = self._connection()
+        with conn.transaction():
+            locked = conn.execute("SELECT pg_try_advisory_xact_lock(%s)", (RELAY_LOCK,)).fetchone()
+            if not (locked and locked[0]):
+                return False  # another worker's relay is publishing
+            rows = conn.execute(UNSENT, {"limit": self._batch_size}).fetchall()
+            if rows:
+                self._publish(rows)
+                conn.execute(MARK_SENT, {"ids": [r[0] for r in rows]})
+        return len(rows) == self._batch_size
+
+    def _publish(self, rows: list[tuple[Any, ...]]) -> None:
+        errors: list[KafkaError] = []
+
+        def delivered(err: KafkaError | None, _msg: Message) -> None:
+            if err is not None:
+                errors.append(err)
+
+        for _id, event_id, env_id, payload in rows:
+            try:
+                value = complete_event(payload).to_json()
+            except IncidentEventError as exc:
+                # A bug in the outbox query, not the broker's fault: skip the row (it is
+                # marked sent with the others) rather than block every later event.
+                log.error("outbox row %s (event %s) is not a valid event, not published: %s", _id, event_id, exc)
+                continue
+            self._producer.produce(self._topic, value=value, key=str(env_id).encode(),
+                                   headers=[("event_id", str(event_id).encode())], on_delivery=delivered)
+            self._producer.poll(0)
+        if self._producer.flush(30.0) or errors:
+            raise RelayError(f"Kafka did not acknowledge {len(rows)} events: {errors[:1] or 'timeout'}")
+
+    def _connection(self) -> psycopg.Connection[Any]:
+        if self._conn is None or self._conn.closed:
+            self._conn = psycopg.connect(self._url, autocommit=True, application_name="cronpipe-relay")
+        return self._conn
+
+    def close(self) -> None:
+        self._producer.flush(5.0)
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def run(self, stop: threading.Event) -> None:
+        """Step until ``stop`` is set; database and broker errors back off and retry."""
+        failures = 0
+        try:
+            while not stop.is_set():
+                try:
+                    more = self.run_once()
+                    failures = 0
+                except (psycopg.OperationalError, RelayError) as exc:
+                    delay = _RETRY_DELAYS_S[min(failures, len(_RETRY_DELAYS_S) - 1)]
+                    failures += 1
+                    log.warning("outbox relay step failed (%s); retrying in %.1fs", exc, delay)
+                    if self._conn is not None:
+                        self._conn.close()
+                    self._conn = None
+                    stop.wait(delay)
+                    continue
+                if not more:
+                    stop.wait(POLL_INTERVAL_S)
+        finally:
+            self.close()
+
+
+def register(app: faust.App, ctx: WorkerContext) -> None:
+    """Run the relay as a faust task of the worker, in its own thread."""
+    from consumers.clock.tasks import _run_in_own_thread
+
+    async def relay() -> None:
+        await _run_in_own_thread(OutboxRelay(ctx.settings.effective_database_url(), ctx.settings.kafka_bootstrap,
+                                             ctx.topics.incidents).run)
+
+    app.task(relay)

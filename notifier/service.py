@@ -1,0 +1,111 @@
+"""`cronpipe notifier`: the event consumer thread plus one delivery task per channel.
+
+The main loop only looks for channels with due deliveries and starts a
+:class:`~notifier.delivery.ChannelSender` for each that has none running; it wakes when
+the consumer commits a batch or every ``POLL_S``. SIGTERM/SIGINT stop it: in-flight
+attempts finish, unfinished ones stay pending (leased) and are retried after a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import threading
+from typing import Any
+
+from psycopg_pool import ConnectionPool
+
+from notifier import store
+from notifier.consumer import EventConsumer
+from notifier.delivery import ChannelSender, DeliveryConfig
+from notifier.policy import RetryPolicy
+from schemas.settings import Settings
+from schemas.topics import Topics, ensure_topics
+
+__all__ = ["Notifier", "delivery_config", "run_notifier"]
+
+log = logging.getLogger("cronpipe.notifier")
+POLL_S = 0.25
+
+
+def delivery_config(settings: Settings) -> DeliveryConfig:
+    link = settings.notify_link_base or f"http://{settings.bind}:{settings.api_port}"
+    return DeliveryConfig(
+        timeout_s=settings.notify_timeout, allow_private=settings.notify_allow_private,
+        policy=RetryPolicy(settings.notify_retry_base, settings.notify_retry_max, settings.notify_retry_for),
+        failing_after=settings.notify_failing_after, concurrency=settings.notify_concurrency, link_base=link)
+
+
+class Notifier:
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._topics = Topics(prefix=settings.topic_prefix)
+        self._config = delivery_config(settings)
+        self._pool = ConnectionPool(settings.effective_database_url(), min_size=1, max_size=8,
+                                    kwargs={"autocommit": True, "application_name": "cronpipe-notifier"}, open=True)
+        self._senders: dict[int, asyncio.Task[None]] = {}
+
+    def _connect(self) -> Any:
+        return self._pool.connection()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        loop = asyncio.get_running_loop()
+        wake = asyncio.Event()
+        consumer_stop = threading.Event()
+        def woken() -> None:
+            loop.call_soon_threadsafe(wake.set)
+
+        consumer = EventConsumer(self._settings.kafka_bootstrap, self._topics.incidents,
+                                 f"{self._settings.topic_prefix}cronpipe-notifier", self._connect, woken)
+        thread = threading.Thread(target=consumer.run, args=(consumer_stop,), name="notifier-consumer", daemon=True)
+        thread.start()
+        try:
+            while not stop.is_set():
+                await self._start_senders()
+                wake.clear()
+                waiters = [asyncio.ensure_future(wake.wait()), asyncio.ensure_future(stop.wait())]
+                await asyncio.wait(waiters, timeout=POLL_S, return_when=asyncio.FIRST_COMPLETED)
+                for w in waiters:
+                    w.cancel()
+        finally:
+            consumer_stop.set()
+            await asyncio.to_thread(thread.join, 15)
+            running = [t for t in self._senders.values() if not t.done()]
+            if running:
+                await asyncio.wait(running, timeout=self._config.timeout_s + 1)
+            self._pool.close()
+
+    async def _start_senders(self) -> None:
+        def due() -> list[int]:
+            with self._connect() as conn:
+                return store.due_channels(conn)
+        try:
+            channels = await asyncio.to_thread(due)
+        except Exception as exc:  # database down: try again on the next poll
+            log.warning("cannot read due deliveries (%s)", exc)
+            return
+        for channel_id in channels:
+            task = self._senders.get(channel_id)
+            if task is None or task.done():
+                if task is not None and not task.cancelled() and task.exception() is not None:
+                    log.error("channel %d sender stopped: %s", channel_id, task.exception())
+                self._senders[channel_id] = asyncio.create_task(
+                    ChannelSender(channel_id, self._connect, self._config).run(), name=f"channel-{channel_id}")
+
+
+def run_notifier(settings: Settings) -> int:
+    """Ensure the topics, then run until SIGTERM/SIGINT; the exit code."""
+    ensure_topics(settings.kafka_bootstrap, Topics(prefix=settings.topic_prefix).specs())
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        log.info("notifier running (private destinations %s)",
+                 "allowed" if settings.notify_allow_private else "refused")
+        await Notifier(settings).run(stop)
+
+    asyncio.run(main())
+    return 0

@@ -1,0 +1,304 @@
+"""The notifier's PostgreSQL side: channels, consumed events with their offsets,
+delivery state and the delivery log. Plain SQL, named parameters, rows into dataclasses.
+
+Every function takes a connection in autocommit mode and opens its own transaction
+where several statements must commit together.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import orjson
+import psycopg
+
+from schemas.incident_events import IncidentEvent
+
+__all__ = [
+    "AttemptRecord",
+    "Channel",
+    "ChannelError",
+    "DueDelivery",
+    "claim_due",
+    "create_channel",
+    "delete_channel",
+    "due_channels",
+    "find_channel",
+    "list_channels",
+    "load_channel",
+    "load_offsets",
+    "read_log",
+    "record_attempts",
+    "record_events",
+]
+
+Conn = psycopg.Connection[Any]
+
+
+class ChannelError(ValueError):
+    """A channel request that cannot be carried out; ``str()`` says why."""
+
+
+@dataclass(frozen=True)
+class Channel:
+    id: int
+    guid: UUID
+    organization_id: int
+    organization: str
+    kind: str
+    url: str
+    secret: str
+    routing_key: str | None
+    consecutive_failures: int
+    is_failing: bool
+    date_created: datetime
+
+    def public(self) -> dict[str, Any]:
+        """What the CLI and the API show: never the secret or the routing key."""
+        return {"id": str(self.guid), "kind": self.kind, "url": self.url, "org": self.organization,
+                "isFailing": self.is_failing, "consecutiveFailures": self.consecutive_failures,
+                "dateCreated": self.date_created.isoformat()}
+
+
+_CHANNEL_COLUMNS = """c.id, c.guid, c.organization_id, o.slug, c.kind, c.url, c.secret, c.routing_key,
+       c.consecutive_failures, c.is_failing, c.date_created"""
+
+
+def _channel(row: Sequence[Any]) -> Channel:
+    return Channel(*row)
+
+
+def _org_id(conn: Conn, org: str) -> int:
+    row = conn.execute("SELECT id FROM organizations WHERE slug = %(org)s OR id::text = %(org)s",
+                       {"org": org}).fetchone()
+    if row is None:
+        raise ChannelError(f"no organization {org!r}")
+    return int(row[0])
+
+
+def create_channel(conn: Conn, org: str, kind: str, url: str, routing_key: str | None = None) -> tuple[Channel, str]:
+    """A new channel and its secret (shown once). The caller checks the URL first."""
+    org_id = _org_id(conn, org)
+    if kind == "pagerduty" and not routing_key:
+        raise ChannelError("a pagerduty channel needs --routing-key (the integration key)")
+    secret = secrets.token_hex(32)
+    row = conn.execute(
+        "INSERT INTO alert_channels (organization_id, kind, url, secret, routing_key)"
+        " VALUES (%(org_id)s, %(kind)s, %(url)s, %(secret)s, %(routing_key)s) RETURNING id",
+        {"org_id": org_id, "kind": kind, "url": url, "secret": secret, "routing_key": routing_key}).fetchone()
+    assert row is not None
+    channel = load_channel(conn, int(row[0]))
+    assert channel is not None
+    return channel, secret
+
+
+def load_channel(conn: Conn, channel_id: int) -> Channel | None:
+    row = conn.execute(f"SELECT {_CHANNEL_COLUMNS} FROM alert_channels c JOIN organizations o"
+                       " ON o.id = c.organization_id WHERE c.id = %(id)s", {"id": channel_id}).fetchone()
+    return None if row is None else _channel(row)
+
+
+def find_channel(conn: Conn, org: str, channel: str) -> Channel:
+    """The organization's channel by its public id; raises ChannelError."""
+    org_id = _org_id(conn, org)
+    try:
+        guid = UUID(channel)
+    except ValueError:
+        raise ChannelError(f"invalid channel id {channel!r}") from None
+    row = conn.execute(f"SELECT {_CHANNEL_COLUMNS} FROM alert_channels c JOIN organizations o"
+                       " ON o.id = c.organization_id WHERE c.guid = %(guid)s AND c.organization_id = %(org_id)s",
+                       {"guid": guid, "org_id": org_id}).fetchone()
+    if row is None:
+        raise ChannelError(f"no channel {channel} in organization {org!r}")
+    return _channel(row)
+
+
+def list_channels(conn: Conn, org: str) -> list[Channel]:
+    org_id = _org_id(conn, org)
+    rows = conn.execute(f"SELECT {_CHANNEL_COLUMNS} FROM alert_channels c JOIN organizations o"
+                        " ON o.id = c.organization_id WHERE c.organization_id = %(org_id)s ORDER BY c.id",
+                        {"org_id": org_id}).fetchall()
+    return [_channel(r) for r in rows]
+
+
+def delete_channel(conn: Conn, org: str, channel: str) -> None:
+    """Delete a channel with its deliveries and log; raises ChannelError if unknown."""
+    found = find_channel(conn, org, channel)
+    conn.execute("DELETE FROM alert_channels WHERE id = %(id)s", {"id": found.id})
+
+
+# --------------------------------------------------------------------------- consuming
+
+SAVE_OFFSETS = """
+INSERT INTO consumer_offsets (consumer_group, topic, partition, next_offset)
+SELECT %(group)s, %(topic)s, p, o FROM unnest(%(partitions)s::integer[], %(offsets)s::bigint[]) AS t (p, o)
+ON CONFLICT (consumer_group, topic, partition)
+DO UPDATE SET next_offset = GREATEST(consumer_offsets.next_offset, excluded.next_offset)
+"""
+
+INSERT_EVENTS = """
+INSERT INTO alert_events (event_id, payload)
+SELECT * FROM unnest(%(ids)s::uuid[], %(payloads)s::jsonb[])
+ON CONFLICT (event_id) DO NOTHING
+"""
+
+# Muted environments get no deliveries (the incident is recorded, nothing is sent).
+INSERT_DELIVERIES = """
+INSERT INTO alert_deliveries (event_id, channel_id)
+SELECT e.id, c.id
+  FROM unnest(%(ids)s::uuid[], %(orgs)s::bigint[], %(muted)s::boolean[], %(ords)s::integer[]) AS e (id, org, muted, ord)
+  JOIN alert_channels c ON c.organization_id = e.org
+ WHERE NOT e.muted
+ ORDER BY e.ord, c.id
+ON CONFLICT (event_id, channel_id) DO NOTHING
+"""
+
+
+def load_offsets(conn: Conn, group: str, topic: str) -> dict[int, int]:
+    rows = conn.execute("SELECT partition, next_offset FROM consumer_offsets"
+                        " WHERE consumer_group = %(group)s AND topic = %(topic)s", {"group": group, "topic": topic})
+    return {int(p): int(o) for p, o in rows}
+
+
+def record_events(conn: Conn, events: Sequence[IncidentEvent], *, group: str, topic: str,
+                  next_offsets: Mapping[int, int]) -> int:
+    """Store consumed events, one delivery per (event, channel of its organization), and
+    the consumed offsets, in one transaction; returns the deliveries created. An event
+    seen before (a redelivery, or a republished outbox row) creates nothing new."""
+    with conn.transaction():
+        created = 0
+        if events:
+            ids = [e.event_id for e in events]
+            conn.execute(INSERT_EVENTS, {"ids": ids, "payloads": [orjson.dumps(e.model_dump(mode="json")).decode()
+                                                                  for e in events]})
+            created = conn.execute(INSERT_DELIVERIES, {
+                "ids": ids, "orgs": [e.organization.id for e in events], "muted": [e.is_muted for e in events],
+                "ords": list(range(len(events)))}).rowcount
+        conn.execute(SAVE_OFFSETS, {"group": group, "topic": topic, "partitions": list(next_offsets),
+                                    "offsets": list(next_offsets.values())})
+    return created
+
+
+# --------------------------------------------------------------------------- delivering
+
+DUE_CHANNELS = """
+SELECT DISTINCT channel_id FROM alert_deliveries WHERE status = 'pending' AND next_attempt_at <= now()
+"""
+
+# A claimed delivery is leased (moved into the future) so another notifier process, or
+# this one after a crash, picks it up only once the lease has run out.
+CLAIM_DUE = """
+UPDATE alert_deliveries AS d
+   SET next_attempt_at = now() + make_interval(secs => %(lease_s)s)
+  FROM (SELECT id FROM alert_deliveries
+         WHERE channel_id = %(channel_id)s AND status = 'pending' AND next_attempt_at <= now()
+         ORDER BY id LIMIT %(limit)s FOR UPDATE SKIP LOCKED) AS due,
+       alert_events AS e
+ WHERE d.id = due.id AND e.event_id = d.event_id
+RETURNING d.id, d.event_id, d.attempts, d.date_added, e.payload
+"""
+
+
+@dataclass(frozen=True)
+class DueDelivery:
+    id: int
+    event_id: UUID
+    attempts: int
+    date_added: datetime
+    payload: dict[str, Any]
+
+
+def due_channels(conn: Conn) -> list[int]:
+    return [int(r[0]) for r in conn.execute(DUE_CHANNELS)]
+
+
+def claim_due(conn: Conn, channel_id: int, *, limit: int, lease_s: float) -> list[DueDelivery]:
+    rows = conn.execute(CLAIM_DUE, {"channel_id": channel_id, "limit": limit, "lease_s": lease_s}).fetchall()
+    return sorted((DueDelivery(*r) for r in rows), key=lambda d: d.id)
+
+
+@dataclass(frozen=True)
+class AttemptRecord:
+    """One attempt and what it decided (``outcome`` as in the delivery log)."""
+
+    delivery_id: int | None
+    event_id: UUID
+    attempt: int
+    outcome: str
+    next_attempt_at: datetime | None
+    status_code: int | None
+    latency_ms: int | None
+    error: str | None
+    permanent: bool
+
+
+UPDATE_DELIVERIES = """
+UPDATE alert_deliveries AS d
+   SET attempts = r.attempt,
+       status = CASE r.outcome WHEN 'retry' THEN 'pending' WHEN 'refused' THEN 'failed' ELSE r.outcome END,
+       next_attempt_at = COALESCE(r.next_at, d.next_attempt_at),
+       date_finished = CASE WHEN r.outcome = 'retry' THEN NULL ELSE now() END
+  FROM unnest(%(ids)s::bigint[], %(attempts)s::integer[], %(outcomes)s::text[], %(next_ats)s::timestamptz[])
+       AS r (id, attempt, outcome, next_at)
+ WHERE d.id = r.id
+"""
+
+INSERT_LOG = """
+INSERT INTO alert_delivery_log (delivery_id, channel_id, event_id, attempt, outcome, status_code, latency_ms, error)
+SELECT r.delivery_id, %(channel_id)s, r.event_id, r.attempt, r.outcome, r.status_code, r.latency_ms, r.error
+  FROM unnest(%(delivery_ids)s::bigint[], %(event_ids)s::uuid[], %(attempts)s::integer[], %(outcomes)s::text[],
+              %(codes)s::integer[], %(latencies)s::integer[], %(errors)s::text[])
+       AS r (delivery_id, event_id, attempt, outcome, status_code, latency_ms, error)
+"""
+
+# Permanent failures in a row mark the channel failing; a success resets the count.
+UPDATE_CHANNEL = """
+UPDATE alert_channels
+   SET consecutive_failures = CASE WHEN %(reset)s THEN %(failures)s ELSE consecutive_failures + %(failures)s END,
+       is_failing = CASE WHEN %(revive)s THEN false
+                         ELSE is_failing OR
+                              (CASE WHEN %(reset)s THEN %(failures)s
+                                    ELSE consecutive_failures + %(failures)s END) >= %(failing_after)s END
+ WHERE id = %(channel_id)s
+"""
+
+
+def record_attempts(conn: Conn, channel_id: int, records: Sequence[AttemptRecord], *, failing_after: int,
+                    revive: bool = False) -> None:
+    """Write attempts (delivery state, log rows, the channel's failure count) in one
+    transaction. ``records`` are in attempt order; the failure count is the run of
+    permanent failures since the last success. ``revive`` (a test notification that
+    succeeded) clears the failing mark."""
+    if not records:
+        return
+    successes = [i for i, r in enumerate(records) if r.outcome == "delivered"]
+    tail = records[successes[-1] + 1:] if successes else records
+    failures = sum(r.permanent for r in tail)
+    tracked = [r for r in records if r.delivery_id is not None]
+    with conn.transaction():
+        if tracked:
+            conn.execute(UPDATE_DELIVERIES, {
+                "ids": [r.delivery_id for r in tracked], "attempts": [r.attempt for r in tracked],
+                "outcomes": [r.outcome for r in tracked], "next_ats": [r.next_attempt_at for r in tracked]})
+        conn.execute(INSERT_LOG, {
+            "channel_id": channel_id, "delivery_ids": [r.delivery_id for r in records],
+            "event_ids": [r.event_id for r in records], "attempts": [r.attempt for r in records],
+            "outcomes": [r.outcome for r in records], "codes": [r.status_code for r in records],
+            "latencies": [r.latency_ms for r in records], "errors": [r.error for r in records]})
+        conn.execute(UPDATE_CHANNEL, {"channel_id": channel_id, "reset": bool(successes), "failures": failures,
+                                      "failing_after": failing_after, "revive": revive and bool(successes)})
+
+
+def read_log(conn: Conn, org: str, channel: str, *, limit: int = 100) -> list[dict[str, Any]]:
+    """The channel's newest attempts first."""
+    found = find_channel(conn, org, channel)
+    rows = conn.execute(
+        "SELECT event_id, attempt, outcome, status_code, latency_ms, error, date_added FROM alert_delivery_log"
+        " WHERE channel_id = %(id)s ORDER BY id DESC LIMIT %(limit)s", {"id": found.id, "limit": limit}).fetchall()
+    return [{"eventId": str(r[0]), "attempt": r[1], "outcome": r[2], "statusCode": r[3], "latencyMs": r[4],
+             "error": r[5], "dateCreated": r[6].isoformat()} for r in rows]
