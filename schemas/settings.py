@@ -32,6 +32,12 @@ class Settings:
     pg_port: int = field(default_factory=lambda: int(_env("PG_PORT", str(DEFAULT_PG_PORT))))
     #: Prefix for every topic name; tests use it to isolate themselves.
     topic_prefix: str = field(default_factory=lambda: _env("TOPIC_PREFIX", ""))
+    #: Bounds of both HTTP servers, per process (schemas/http_limits.py).
+    http_max_header_bytes: int = field(default_factory=lambda: int(_env("HTTP_MAX_HEADER_BYTES", "65536")))
+    http_header_timeout: float = field(default_factory=lambda: float(_env("HTTP_HEADER_TIMEOUT", "10")))
+    http_body_timeout: float = field(default_factory=lambda: float(_env("HTTP_BODY_TIMEOUT", "15")))
+    http_idle_timeout: int = field(default_factory=lambda: int(_env("HTTP_IDLE_TIMEOUT", "30")))
+    http_max_connections: int = field(default_factory=lambda: int(_env("HTTP_MAX_CONNECTIONS", "1024")))
 
     # Notifier (issue 13). Back-off: attempt n waits retry_base * 2**(n-1) seconds (capped
     # at retry_max, with jitter) until retry_for seconds after the first attempt.

@@ -18,6 +18,7 @@ import uvicorn
 from uvicorn.supervisors import Multiprocess
 
 from ingest.gateway.config import GatewayConfig
+from schemas.http_limits import HttpLimits, LimitedConfig
 from schemas.settings import Settings
 from schemas.topics import TopicError, Topics, ensure_topics
 
@@ -25,14 +26,15 @@ log = logging.getLogger("cronpipe.gateway")
 
 
 def uvicorn_config(settings: Settings, workers: int, port: int | None = None) -> uvicorn.Config:
-    """The server settings every gateway process uses (also the benchmark's baseline)."""
-    return uvicorn.Config(
-        "ingest.gateway.app:create_app", factory=True,
+    """The server settings every gateway process uses (also the benchmark's baseline):
+    httptools with the bounds of ``CRONPIPE_HTTP_*`` (schemas/http_limits.py)."""
+    return LimitedConfig(
+        "ingest.gateway.app:create_app", factory=True, limits=HttpLimits.from_settings(settings),
         host=settings.bind, port=settings.gateway_port if port is None else port, workers=workers,
-        loop="uvloop", http="httptools", lifespan="on",
+        loop="uvloop", lifespan="on",
         access_log=False, log_level="info", server_header=False, date_header=False,
         proxy_headers=False,  # nothing reads the client address; skip the middleware
-        backlog=4096, timeout_keep_alive=30, timeout_graceful_shutdown=30,
+        backlog=4096, timeout_graceful_shutdown=30,
     )
 
 
