@@ -6,7 +6,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
+import psycopg
+from fastapi import FastAPI, Request
 from fastapi.openapi.utils import get_openapi
 from psycopg_pool import AsyncConnectionPool
 from starlette.types import Receive, Scope, Send
@@ -26,13 +27,25 @@ DESCRIPTION = "Read-only monitor API with Sentry's paths and field names. Bearer
 CONNECTION_OPTIONS = "-c plan_cache_mode=force_custom_plan -c TimeZone=UTC -c default_transaction_read_only=on"
 
 
+#: psycopg_pool retries a failed connection with a delay that doubles from 1 s until
+#: ``reconnect_timeout`` (default 300 s), so after a long outage the next attempt could be a
+#: minute away. Giving up after 4 s keeps the gaps ≤ 2 s; the next checkout starts over.
+RECONNECT_TIMEOUT_S = 4.0
+#: A request waits this long for a connection before its 503.
+POOL_TIMEOUT_S = 3.0
+
+
 async def _configure(conn: Any) -> None:
     await conn.set_autocommit(True)
 
 
 def create_pool(database_url: str, max_size: int = 8) -> AsyncConnectionPool[Any]:
+    """Connections are checked on checkout, so one broken by a PostgreSQL restart is replaced
+    instead of failing a request; an unreachable database is a PoolTimeout (→ 503)."""
     return AsyncConnectionPool(database_url, min_size=1, max_size=max_size, open=False, configure=_configure,
-                               kwargs={"options": CONNECTION_OPTIONS}, timeout=10.0)
+                               kwargs={"options": CONNECTION_OPTIONS, "connect_timeout": 3},
+                               timeout=POOL_TIMEOUT_S, check=AsyncConnectionPool.check_connection,
+                               reconnect_timeout=RECONNECT_TIMEOUT_S)
 
 
 def create_app(database_url: str, pool_size: int = 8) -> FastAPI:
@@ -40,7 +53,7 @@ def create_app(database_url: str, pool_size: int = 8) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await pool.open()
+        await pool.open(wait=False)  # serve (503s, /readyz) while PostgreSQL is still away
         try:
             yield
         finally:
@@ -59,6 +72,7 @@ def create_app(database_url: str, pool_size: int = 8) -> FastAPI:
     app.include_router(timeline_routes())
     app.include_router(ui_routes())
     app.add_api_route("/healthz", healthz, methods=["GET"], include_in_schema=False)
+    app.add_route("/readyz", readyz, include_in_schema=False)
     app.add_route("/metrics", metrics_endpoint, include_in_schema=False)
     app.add_middleware(MetricsMiddleware)
     app.add_middleware(RejectNulBytes)
@@ -81,7 +95,19 @@ def _openapi_without_422(app: FastAPI) -> dict[str, Any]:
 
 
 async def healthz() -> dict[str, str]:
+    """Liveness: the process answers. Whether it can serve is /readyz."""
     return {"status": "ok"}
+
+
+async def readyz(request: Request) -> JsonResponse:
+    """Readiness: PostgreSQL answers a query within a second."""
+    try:
+        async with request.app.state.pool.connection(timeout=1.0) as conn:
+            await conn.execute("SELECT 1")
+    except psycopg.Error as exc:
+        return JsonResponse({"status": "unavailable", "database": f"unreachable: {type(exc).__name__}"},
+                            status_code=503)
+    return JsonResponse({"status": "ok", "database": "ok"})
 
 
 class RejectNulBytes:

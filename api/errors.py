@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -66,7 +67,19 @@ async def _http_error(request: Request, exc: Exception) -> JsonResponse:
                           headers=getattr(exc, "headers", None))
 
 
+#: Seconds a client is asked to wait when PostgreSQL cannot answer.
+DATABASE_RETRY_AFTER_S = 5
+
+
+async def _database_unavailable(request: Request, exc: Exception) -> JsonResponse:
+    """PostgreSQL down, restarting or out of connections (``PoolTimeout`` is an
+    OperationalError too): a 503 the client may retry, never a 500."""
+    return JsonResponse(_body("The database is unavailable; retry later.", None), status_code=503,
+                        headers={"Retry-After": str(DATABASE_RETRY_AFTER_S)})
+
+
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(psycopg.OperationalError, _database_unavailable)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

@@ -158,13 +158,14 @@ def _create_database(layout: PostgresLayout) -> None:
             conn.execute("CREATE DATABASE cronpipe")
 
 
-def stop(layout: PostgresLayout) -> bool:
+def stop(layout: PostgresLayout, mode: str = "fast") -> bool:
+    """``mode`` is pg_ctl's: ``fast`` (the default) or ``immediate`` (a crash, for fault tests)."""
     if not (layout.data / "postmaster.pid").exists():
         return False
     bindir = find_bindir()
     if bindir is None:
         return False
-    result = _pg(bindir, "pg_ctl", "-D", str(layout.data), "-m", "fast", "-w", "stop")
+    result = _pg(bindir, "pg_ctl", "-D", str(layout.data), "-m", mode, "-w", "stop")
     return result.returncode == 0
 
 
