@@ -119,6 +119,8 @@ class CheckInProducer:
         settings = {"logger": logging.getLogger("cronpipe.kafka"), **DEFAULT_CONFIG, **(config or {}),
                     "bootstrap.servers": bootstrap, "error_cb": self._on_error}
         self._producer = Producer(settings)
+        self.queue_limit = int(settings["queue.buffering.max.messages"])
+        """Messages the local queue holds before sends raise ProducerQueueFull."""
 
     # ------------------------------------------------------------------ counters
 
@@ -136,6 +138,15 @@ class CheckInProducer:
     def fatal_error(self) -> DeliveryError | None:
         """Set when librdkafka reported a fatal error: this producer cannot send any more."""
         return self._fatal
+
+    def broker_reachable(self, timeout: float = 1.0) -> bool:
+        """True when a broker answered a metadata request for the topic within ``timeout``
+        seconds (blocking: call it from a thread)."""
+        try:
+            self._producer.list_topics(self.topic, timeout=timeout)
+        except KafkaException:
+            return False
+        return True
 
     def __len__(self) -> int:
         """Messages queued or in flight, not yet delivered or failed."""

@@ -52,6 +52,7 @@ _MAX_PROJECT_ID: Final = 2**63 - 1
 _UNTYPED: Final = ("", "application/x-www-form-urlencoded", "application/octet-stream")
 
 Handler = Callable[[Request, list[str]], Awaitable[Response]]
+_PLAIN_ROUTES: Final = {"healthz": "healthz", "livez": "healthz", "readyz": "readyz", "metrics": "prometheus"}
 
 
 class GatewayApp:
@@ -64,7 +65,8 @@ class GatewayApp:
         self._clock = clock
         self._store = KeyStore(config.database_url)
         self.auth = KeyAuthenticator(self._store.lookup, ttl=config.key_cache_ttl,
-                                     default_limit=config.default_rate_limit)
+                                     default_limit=config.default_rate_limit, probe=self._store.ping,
+                                     metrics=self.metrics)
         self._limiter = KeyRateLimiter()
         self.publisher: Publisher | None = None
         self._stopping = False
@@ -113,6 +115,7 @@ class GatewayApp:
         if self.publisher is not None:
             left = await asyncio.to_thread(self.publisher.stop)
             log.info("gateway stopped; %d message(s) left undelivered", left)
+        await self.auth.close()
         await self._store.close()
 
     # ------------------------------------------------------------------ routing
@@ -184,9 +187,19 @@ class GatewayApp:
         return json_response(202, {"id": check_in_id.hex})
 
     async def healthz(self, request: Request, parts: list[str]) -> Response:
-        if self._stopping or self.publisher is None or not self.publisher.healthy:
-            return json_response(503, {"status": "unavailable"})
+        """Liveness: the process answers. Whether check-ins can be accepted is /readyz."""
         return json_response(200, {"status": "ok"})
+
+    async def readyz(self, request: Request, parts: list[str]) -> Response:
+        """Readiness: Kafka reachable and the producer's queue not full. PostgreSQL is
+        reported but does not gate it: known keys are served through an outage."""
+        database = "ok" if self.auth.database_up else "unreachable"
+        if self._stopping or self.publisher is None:
+            return json_response(503, {"status": "unavailable", "kafka": "shutting_down", "database": database})
+        kafka = await self.publisher.kafka_state()
+        status = 200 if kafka == "ok" else 503
+        return json_response(status, {"status": "ok" if status == 200 else "unavailable", "kafka": kafka,
+                                      "database": database})
 
     async def prometheus(self, request: Request, parts: list[str]) -> Response:
         body, content_type = self.metrics.render()
@@ -232,8 +245,8 @@ class GatewayApp:
 def _route(parts: list[str]) -> tuple[tuple[str, ...], str] | None:
     """(allowed methods, handler name) for a split path, or None."""
     n = len(parts)
-    if n == 1 and parts[0] in ("healthz", "metrics"):
-        return ("GET",), "healthz" if parts[0] == "healthz" else "prometheus"
+    if n == 1 and parts[0] in _PLAIN_ROUTES:
+        return ("GET",), _PLAIN_ROUTES[parts[0]]
     if n < 3 or parts[0] != "api":
         return None
     if n == 3 and parts[2] == "envelope":

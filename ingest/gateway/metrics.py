@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
 # Produce → acknowledgement: linger (5 ms) plus the broker's acks=all round trip.
@@ -27,6 +27,13 @@ class Metrics:
         self.produce_seconds = Histogram("cronpipe_gateway_produce_seconds",
                                          "Time from queueing a message to Kafka's acknowledgement",
                                          buckets=_PRODUCE_BUCKETS, registry=self.registry)
+        self.database_up = Gauge("cronpipe_gateway_database_up",
+                                 "1 while PostgreSQL answers key lookups, 0 from a failed lookup until it answers again",
+                                 registry=self.registry, multiprocess_mode="livemin")
+        self.database_up.set(1)
+        self.stale_keys = Counter("cronpipe_gateway_key_stale_answers",
+                                  "Requests judged by an expired key answer because PostgreSQL was down",
+                                  registry=self.registry)
         self.accepted_check_ins = self.accepted.labels("check_in")
         self.accepted_attachments = self.accepted.labels("check_in_attachment")
 

@@ -36,6 +36,8 @@ class _TimedOut(Exception):
 
 
 _TIMED_OUT: Final = _TimedOut()
+#: Readiness asks a broker for metadata at most this often.
+_PROBE_EVERY_S: Final = 1.0
 _Settled = tuple["asyncio.Future[Exception | None]", Exception | None, float]
 
 
@@ -56,6 +58,9 @@ class Publisher:
         self._thread: threading.Thread | None = None
         self._waiting: deque[tuple[float, asyncio.Future[Exception | None]]] = deque()
         self._sweeper: asyncio.Task[None] | None = None
+        self._probe_lock = asyncio.Lock()
+        self._probed_at = -_PROBE_EVERY_S
+        self._reachable = False
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -80,6 +85,21 @@ class Publisher:
     @property
     def healthy(self) -> bool:
         return self._producer.fatal_error is None
+
+    async def kafka_state(self) -> str:
+        """``ok``, or why check-ins would get a 503 now: ``unreachable`` (no broker answered
+        a metadata request within a second; asked at most once a second), ``queue_full``
+        (the local queue is ≥ 90 % full), ``fatal_error`` (the producer is being replaced)."""
+        if not self.healthy:
+            self._replace_if_fatal()
+            return "fatal_error"
+        if len(self._producer) >= 0.9 * self._producer.queue_limit:
+            return "queue_full"
+        async with self._probe_lock:  # one probe at a time, whoever asks how often
+            if time.monotonic() - self._probed_at >= _PROBE_EVERY_S:
+                self._reachable = await asyncio.to_thread(self._producer.broker_reachable, 1.0)
+                self._probed_at = time.monotonic()
+        return "ok" if self._reachable else "unreachable"
 
     # ------------------------------------------------------------------ publishing
 

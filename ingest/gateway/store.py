@@ -36,12 +36,25 @@ class StoreUnavailable(RuntimeError):
     """PostgreSQL could not answer (down, overloaded); the request gets a 503."""
 
 
-class KeyStore:
-    """A small async connection pool and the key lookup; open it before use."""
+#: psycopg_pool's reconnect delay doubles from 1 s up to ``reconnect_timeout`` (default
+#: 300 s), so the gap between attempts — and the recovery after PostgreSQL returns — grew
+#: with the outage. Giving up an attempt chain after 4 s keeps the gaps ≤ 2 s; the next
+#: checkout (a lookup or the outage probe) starts a new chain.
+RECONNECT_TIMEOUT_S = 4.0
 
-    def __init__(self, database_url: str, *, max_size: int = 4, timeout_s: float = 5.0) -> None:
+
+class KeyStore:
+    """A small async connection pool and the key lookup; open it before use.
+
+    Connections are checked on checkout, so one broken by a PostgreSQL restart is replaced
+    rather than failing a lookup.
+    """
+
+    def __init__(self, database_url: str, *, max_size: int = 4, timeout_s: float = 2.0) -> None:
         self._pool = AsyncConnectionPool(database_url, min_size=1, max_size=max_size, open=False,
-                                         timeout=timeout_s, kwargs={"autocommit": True})
+                                         timeout=timeout_s, kwargs={"autocommit": True, "connect_timeout": 3},
+                                         check=AsyncConnectionPool.check_connection,
+                                         reconnect_timeout=RECONNECT_TIMEOUT_S)
 
     async def open(self) -> None:
         # wait=False: the gateway starts (and serves cached keys) even if PostgreSQL is late.
@@ -61,3 +74,11 @@ class KeyStore:
             raise StoreUnavailable(f"key lookup failed: {type(exc).__name__}: {exc}") from None
         assert row is not None  # the query always returns one row
         return row
+
+    async def ping(self) -> None:
+        """Raises StoreUnavailable unless PostgreSQL answers a trivial query."""
+        try:
+            async with self._pool.connection() as conn:
+                await conn.execute("SELECT 1")
+        except (psycopg.Error, TimeoutError) as exc:
+            raise StoreUnavailable(f"PostgreSQL ping failed: {type(exc).__name__}") from None
