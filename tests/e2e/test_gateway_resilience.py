@@ -105,22 +105,29 @@ def own_broker(tmp_path: Path) -> Iterator[kafka.KafkaLayout]:
         kafka.stop(layout)
 
 
-def test_a_broker_outage_gives_503s_then_recovers_without_losing_any_202(
+def test_a_broker_outage_gives_503s_and_an_unready_gateway_then_recovers_without_losing_any_202(
     own_broker: kafka.KafkaLayout, database_url: str, tmp_path: Path
 ) -> None:
     gateway, url, topics = start_gateway(own_broker.bootstrap, database_url, tmp_path,
                                          CRONPIPE_GATEWAY_DELIVERY_TIMEOUT="3")
+    base = url.split("/api/")[0] + "/"
     try:
         with Traffic(url) as traffic:
             traffic.wait_until(202, 50)
+            ready_before = httpx.get(base + "readyz", timeout=30)
             assert kafka.stop(own_broker)
             traffic.wait_until(503, traffic.count(503) + 8)
+            ready_during, live_during = httpx.get(base + "readyz", timeout=30), httpx.get(base + "healthz", timeout=30)
             before_restart = traffic.count(202)
             kafka.start(own_broker)
             traffic.wait_until(202, before_restart + 50, timeout_s=180)
+            ready_after = httpx.get(base + "readyz", timeout=30)
     finally:
         code = gateway.terminate()
     assert code == 0, gateway.tail()
+    assert [r.status_code for r in (ready_before, ready_during, ready_after)] == [200, 503, 200]
+    assert ready_during.json()["kafka"] == "unreachable"
+    assert live_during.status_code == 200
     statuses = {status for _, status in traffic.answers}
     assert statuses <= {202, 503}, statuses
     accepted = traffic.accepted()
