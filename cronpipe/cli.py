@@ -47,6 +47,12 @@ gateway:
   CRONPIPE_GATEWAY_RATE_LIMIT        per-key limit for keys without their own: COUNT or
                                      COUNT/SECONDS, per worker process (default: none)
   CRONPIPE_GATEWAY_DELIVERY_TIMEOUT  seconds to wait for Kafka's acknowledgement before a 503 (default 10)
+gateway and api (per server process):
+  CRONPIPE_HTTP_MAX_HEADER_BYTES  request line + headers; more is a 431 (default 65536)
+  CRONPIPE_HTTP_HEADER_TIMEOUT    seconds to the end of a request's headers (default 10)
+  CRONPIPE_HTTP_BODY_TIMEOUT      seconds to the end of its body / for a stalled response (default 15)
+  CRONPIPE_HTTP_IDLE_TIMEOUT      seconds a keep-alive connection may stay idle (default 30)
+  CRONPIPE_HTTP_MAX_CONNECTIONS   open connections; one more is a 503 (default 1024)
 """
 
 
