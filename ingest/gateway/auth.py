@@ -68,10 +68,10 @@ class KeyAuthenticator:
     keys cannot push the real ones out.
     """
 
-    def __init__(self, lookup: Lookup, *, ttl: float, default_limit: RateLimit | None = None,
-                 clock: Callable[[], float] = time.monotonic, max_entries: int = 100_000,
-                 probe: Callable[[], Awaitable[None]] | None = None, probe_interval: float = 1.0,
-                 metrics: Metrics | None = None) -> None:
+    def __init__(self, lookup: Lookup, *, probe: Callable[[], Awaitable[None]], ttl: float,
+                 default_limit: RateLimit | None = None, clock: Callable[[], float] = time.monotonic,
+                 max_entries: int = 100_000, probe_interval: float = 1.0, metrics: Metrics | None = None) -> None:
+        """``probe`` raises StoreUnavailable until PostgreSQL answers again."""
         self._lookup = lookup
         self._ttl = ttl
         self._default_limit = default_limit
@@ -164,12 +164,11 @@ class KeyAuthenticator:
             log.warning("%s; PostgreSQL is unreachable: judging %d known and %d unknown keys by their last "
                         "answer, 503 for keys never seen, until it answers again", exc, len(self._known),
                         len(self._unknown))
-        if self._prober is None and self._probe is not None:
+        if self._prober is None:
             self._prober = asyncio.get_running_loop().create_task(self._probe_until_up())
 
     async def _probe_until_up(self) -> None:
         """The one place that asks PostgreSQL while it is down."""
-        assert self._probe is not None
         try:
             while True:
                 await asyncio.sleep(self._probe_interval)
