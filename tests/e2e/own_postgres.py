@@ -7,10 +7,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from gateway_processes import free_port
-
 from cronpipe.local import postgres
 from schemas.migrate import apply_migrations
+from tests.e2e.gateway_processes import free_port
 
 
 @contextmanager

@@ -4,15 +4,14 @@ back, and never a 500."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import httpx
 import psycopg
-from gateway_processes import Service, cronpipe_env, free_port
-from own_postgres import crash, own_postgres, restart
 
 from cronpipe.admin import create_org, create_token
+from tests.e2e.gateway_processes import Service, cronpipe_env, free_port
+from tests.e2e.own_postgres import crash, own_postgres, restart
 
 
 def test_the_api_answers_503_while_postgresql_is_down_and_200_right_after_a_restart_never_500(

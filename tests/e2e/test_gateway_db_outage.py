@@ -10,10 +10,10 @@ import uuid
 from pathlib import Path
 
 import httpx
-from gateway_processes import Service, cronpipe, cronpipe_env, free_port, read_check_in_ids
-from own_postgres import crash, own_postgres, restart
 
 from schemas.topics import Topics
+from tests.e2e.gateway_processes import Service, cronpipe, cronpipe_env, free_port, read_check_in_ids
+from tests.e2e.own_postgres import crash, own_postgres, restart
 
 #: Generous bound for PostgreSQL's return to be noticed (the probe runs every second).
 RECOVERY_BOUND_S = 60.0

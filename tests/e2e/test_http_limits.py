@@ -18,7 +18,8 @@ from typing import Any
 
 import psycopg
 import pytest
-from gateway_processes import Service, cronpipe, cronpipe_env, free_port
+
+from tests.e2e.gateway_processes import Service, cronpipe, cronpipe_env, free_port
 
 #: Tight limits so that the bounds fire within about a second.
 TIGHT = {"CRONPIPE_HTTP_HEADER_TIMEOUT": "1", "CRONPIPE_HTTP_BODY_TIMEOUT": "1", "CRONPIPE_HTTP_IDLE_TIMEOUT": "1",
