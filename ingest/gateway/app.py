@@ -165,10 +165,15 @@ class GatewayApp:
         if not public_key:
             raise missing_key()
         limit = await self._admit(project_id, public_key, take=False)
-        check_ins = [validate_check_in(item.payload) for item in parsed.items if item.type == "check_in"]
+        items = [item for item in parsed.items if item.type == "check_in"]
+        # Every check-in counts, an envelope without any still costs one; refused before
+        # the validation work, taken after it (a 400 costs no tokens).
+        cost = max(1, len(items))
         if limit is not None:
-            # Every check-in counts; an envelope without any still costs one.
-            self._rate_limit(public_key, limit, max(1, len(check_ins)))
+            self._rate_limit(public_key, limit, cost, take=False)
+        check_ins = [validate_check_in(item.payload) for item in items]
+        if limit is not None:
+            self._rate_limit(public_key, limit, cost)
         sdk = auth.get("sentry_client") or envelopes.sdk_name(parsed.headers)
         await asyncio.gather(*(self._publisher().publish_check_in(
             project_id, c.payload, c.monitor_slug, c.check_in_id, start_time=request.started, sdk=sdk)
