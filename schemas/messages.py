@@ -601,7 +601,7 @@ def parse_check_in_payload(raw: bytes) -> CheckInPayload:
         raise PayloadError(ProcessingErrorType.CHECKIN_VALIDATION_FAILED, json_error_reason(exc, "payload")) from None
     if not isinstance(data, dict):
         raise PayloadError(ProcessingErrorType.CHECKIN_VALIDATION_FAILED, "payload: not a JSON object")
-    check_payload_limits(data)
+    check_payload_limits(data, raw)
     try:
         return CheckInPayload.model_validate(data)
     except ValidationError as exc:
@@ -615,15 +615,16 @@ _LIMIT_KINDS: Final[dict[str, ProcessingErrorType]] = {
 }
 
 
-def check_payload_limits(data: dict[str, Any]) -> None:
+def check_payload_limits(data: dict[str, Any], raw: bytes | None = None) -> None:
     """The hostile-input bounds of ``schemas.limits`` over a parsed payload (depth, NUL,
     monitor_config string lengths), before pydantic or anything else walks it.
-    Raises PayloadError; a valid payload costs one pass over its containers."""
+    ``raw`` is the JSON text ``data`` came from (a faster NUL check). Raises PayloadError;
+    a valid payload costs one pass over its containers."""
     try:
-        check_document(data)
+        check_document(data, raw=raw)
         config = data.get("monitor_config")
         if isinstance(config, dict):
-            check_config_text(config)
+            check_config_text(config, raw=raw)
     except LimitError as exc:
         field = exc.reason.split(":", 1)[0].split(".", 1)[0]
         raise PayloadError(_LIMIT_KINDS.get(field, ProcessingErrorType.CHECKIN_VALIDATION_FAILED), exc.reason) from None

@@ -106,7 +106,7 @@ def parse_json_body(body: bytes) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise bad_request("body: must be a JSON object")
     try:
-        check_document(value, "body")  # before it is merged and serialized again
+        check_document(value, "body", body)  # before it is merged and serialized again
     except LimitError as exc:
         raise bad_request(exc.reason) from None
     return value
