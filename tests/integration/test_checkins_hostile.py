@@ -50,13 +50,13 @@ def raw_check_in(pipeline: Pipeline, payload: bytes, project_id: int = 1) -> Non
 
 def check_in_json(**fields: str) -> bytes:
     body = ",".join(f'"{k}":{v}' for k, v in fields.items())
-    return ('{"check_in_id":"%s","monitor_slug":"job","status":"ok",%s}' % (uuid.uuid4().hex, body)).encode()
+    return f'{{"check_in_id":"{uuid.uuid4().hex}","monitor_slug":"job","status":"ok",{body}}}'.encode()
 
 
 def attachment_with(filename: str) -> bytes:
-    return msgpack.packb({"message_type": "check_in_attachment", "project_id": 1, "monitor_slug": "job",
-                          "check_in_id": uuid.uuid4().hex, "filename": filename, "content_type": "text/plain",
-                          "data": b"output", "start_time": T0.timestamp()}, use_bin_type=True)
+    return bytes(msgpack.packb({"message_type": "check_in_attachment", "project_id": 1, "monitor_slug": "job",
+                                "check_in_id": uuid.uuid4().hex, "filename": filename, "content_type": "text/plain",
+                                "data": b"output", "start_time": T0.timestamp()}, use_bin_type=True))
 
 
 def test_unstorable_check_ins_and_attachments_become_processing_errors_and_later_check_ins_are_stored(
@@ -66,10 +66,11 @@ def test_unstorable_check_ins_and_attachments_become_processing_errors_and_later
     raw_check_in(pipeline, check_in_json(release='"1.0\\u0000"'))
     raw_check_in(pipeline, check_in_json(extra="[" * 300 + "]" * 300))
     raw_check_in(pipeline, check_in_json(monitor_config="[" * 1000 + "]" * 1000))
-    raw_check_in(pipeline, check_in_json(monitor_config='{"schedule":"0 * * * *","schedule_type":"crontab",'
-                                                        '"checkin_margin":"%s"}' % ("1" * 5000)))
-    raw_check_in(pipeline, check_in_json(monitor_config='{"schedule":{"type":"crontab","value":"%s * * * *"}}'
-                                                        % ",".join(["0"] * 5000)))
+    margin = "1" * 5000
+    raw_check_in(pipeline, check_in_json(monitor_config=f'{{"schedule":"0 * * * *","schedule_type":"crontab",'
+                                                        f'"checkin_margin":"{margin}"}}'))
+    crontab = ",".join(["0"] * 5000) + " * * * *"
+    raw_check_in(pipeline, check_in_json(monitor_config=f'{{"schedule":{{"type":"crontab","value":"{crontab}"}}}}'))
     pipeline.raw(attachment_with("job\x00.log"), key=b"1:job")
     pipeline.check_in("web-job", monitor_config=CRONTAB, project_id=2)
 

@@ -170,7 +170,7 @@ def test_an_envelope_with_more_check_ins_than_the_limit_allows_is_refused_and_pu
 
     status, detail = post_envelope(gateway, project, envelope(*(check_in() for _ in range(8000))))
 
-    assert (status, detail) == (429, "8000 check-ins in one request exceed the key's rate limit of 2 per 60s; "
-                                     "send fewer per envelope")
+    assert (status, detail) == (429, ("8000 check-ins in one request exceed the key's rate limit of 2 per 60s; "
+                                      "send fewer per envelope"))
     assert_topic_empty(kafka_bootstrap, topics)
     assert post_envelope(gateway, project, envelope(check_in(), check_in()))[0] == 200

@@ -4,6 +4,7 @@ never a RecursionError or a ValueError from deep inside."""
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import uuid
 from typing import Any
@@ -14,7 +15,12 @@ import pytest
 
 from schemas import schedule
 from schemas.enums import ProcessingErrorType
-from schemas.limits import MAX_CRONTAB_LENGTH, MAX_JSON_DEPTH, LimitError, check_document
+from schemas.limits import (
+    MAX_CRONTAB_LENGTH,
+    MAX_JSON_DEPTH,
+    LimitError,
+    check_document,
+)
 from schemas.messages import (
     CheckInAttachmentMessage,
     MessageDecodeError,
@@ -167,8 +173,8 @@ def _deep_size(value: object, seen: set[int] | None = None) -> int:
         size += sum(_deep_size(k, seen) + _deep_size(v, seen) for k, v in value.items())
     elif isinstance(value, tuple | list | set | frozenset):
         size += sum(_deep_size(v, seen) for v in value)
-    elif hasattr(value, "__dict__") or hasattr(value, "__dataclass_fields__"):
-        size += sum(_deep_size(getattr(value, name), seen) for name in value.__dataclass_fields__)  # type: ignore[attr-defined]
+    elif dataclasses.is_dataclass(value):
+        size += sum(_deep_size(getattr(value, f.name), seen) for f in dataclasses.fields(value))
     return size
 
 
