@@ -11,7 +11,6 @@ from collections.abc import Callable, Iterator
 import msgpack
 import psycopg
 import pytest
-from checkins_pipeline import CRONTAB, T0, Pipeline
 from confluent_kafka import Consumer, TopicPartition
 from fastapi.testclient import TestClient
 
@@ -20,6 +19,7 @@ from cronpipe.admin import create_org, create_project, create_token
 from schemas.enums import ProcessingErrorType
 from schemas.messages import encode_check_in
 from schemas.topics import Topics
+from tests.integration.checkins_pipeline import CRONTAB, T0, Pipeline
 
 INVALID_CONFIG = int(ProcessingErrorType.MONITOR_INVALID_CONFIG)
 INVALID_ENVIRONMENT = int(ProcessingErrorType.MONITOR_INVALID_ENVIRONMENT)

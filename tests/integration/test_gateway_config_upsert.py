@@ -16,15 +16,15 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 import pytest
 import sentry_sdk
-from checkins_pipeline import Pipeline
 from fastapi.testclient import TestClient
-from gateway_harness import Gateway, gateway_config, run_gateway
 from sentry_sdk.crons import capture_checkin
 
 from api.app import create_app
 from cronpipe.admin import create_token, dsn
 from schemas.enums import CheckInStatus, ProcessingErrorType
 from schemas.topics import Topics
+from tests.integration.checkins_pipeline import Pipeline
+from tests.integration.gateway_harness import Gateway, gateway_config, run_gateway
 
 if TYPE_CHECKING:
     from sentry_sdk._types import MonitorConfig

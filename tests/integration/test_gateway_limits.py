@@ -9,10 +9,10 @@ import uuid
 import orjson
 import psycopg
 import pytest
-from gateway_harness import Gateway, Project, read_topic
 
 from schemas.messages import CheckInMessage
 from schemas.topics import Topics
+from tests.integration.gateway_harness import Gateway, Project, read_topic
 
 
 def assert_topic_empty(kafka_bootstrap: str, topics: Topics) -> None:
