@@ -40,6 +40,16 @@ from pydantic import (
 from pydantic_core import ErrorDetails, PydanticCustomError
 
 from schemas.enums import CheckInStatus, ProcessingErrorType
+from schemas.limits import (
+    MAX_ERROR_PAYLOAD_BYTES,
+    MAX_RELEASE_LENGTH,
+    LimitError,
+    check_config_text,
+    check_document,
+    excerpt,
+    json_error_reason,
+    storable_text,
+)
 
 __all__ = [
     "DEFAULT_ENVIRONMENT",
@@ -54,14 +64,19 @@ __all__ = [
     "ClockPulse",
     "IngestMessage",
     "MessageDecodeError",
+    "MessageRejected",
     "PayloadError",
+    "check_duration",
+    "check_payload_limits",
     "decode_ingest_message",
     "encode_attachment",
     "encode_check_in",
     "encode_clock_pulse",
     "encode_ingest_message",
+    "error_excerpt",
     "parse_check_in_payload",
     "slugify_monitor_slug",
+    "validate_attachment",
 ]
 
 #: Sentry's DEFAULT_SLUG_MAX_LENGTH; longer slugs are truncated, not rejected.
@@ -90,10 +105,24 @@ class MessageDecodeError(ValueError):
         self.reason = reason
 
 
+class MessageRejected(MessageDecodeError):
+    """A message that decodes but whose content breaks a rule (a NUL in an attachment's
+    filename, a file over the size limit): a processing error of ``project_id``, like a
+    bad check-in payload, not a dead letter. The gateway answers 400 with ``reason``."""
+
+    def __init__(self, project_id: int, kind: ProcessingErrorType, reason: str, details: dict[str, Any]) -> None:
+        super().__init__(reason)
+        self.project_id = project_id
+        self.kind = kind
+        self.details = details
+
+
 class PayloadError(ValueError):
     """A decodable check-in whose payload breaks a rule; it becomes a processing error."""
 
     def __init__(self, kind: ProcessingErrorType, reason: str) -> None:
+        # Reasons quote client input and are stored as text: never with a NUL.
+        reason = storable_text(reason)
         super().__init__(reason)
         self.kind = kind
         self.reason = reason
@@ -118,6 +147,7 @@ _ERROR_TEXTS: Final[dict[str, str]] = {
     "greater_than_equal": "must be >= {ge}",
     "less_than_equal": "must be <= {le}",
     "string_too_short": "must not be empty",
+    "string_too_long": "longer than {max_length} characters",
     "value_error": "{error}",
 }
 
@@ -234,7 +264,7 @@ class CheckInAttachmentMessage(BaseModel):
 
     message_type: Literal["check_in_attachment"] = "check_in_attachment"
     project_id: Annotated[StrictInt, Field(ge=0, le=_MAX_U64)]
-    monitor_slug: Annotated[str, Field(min_length=1)]
+    monitor_slug: Annotated[str, Field(min_length=1, max_length=MAX_SLUG_LENGTH)]
     check_in_id: uuid.UUID
     filename: Annotated[str, Field(min_length=1, max_length=255)]
     content_type: Annotated[str, Field(min_length=1, max_length=255)]
@@ -245,6 +275,13 @@ class CheckInAttachmentMessage(BaseModel):
     @classmethod
     def _check_in_id(cls, value: object) -> uuid.UUID:
         return _parse_uuid(value, "uuid_type")
+
+    @field_validator("monitor_slug", "filename", "content_type")
+    @classmethod
+    def _no_nul(cls, value: str) -> str:
+        if "\x00" in value:
+            raise _custom("nul_character", "must not contain a NUL character")
+        return value
 
     @field_validator("data")
     @classmethod
@@ -291,7 +328,35 @@ def decode_ingest_message(raw: bytes) -> CheckInMessage | ClockPulse | CheckInAt
 
 def _validate_message(data: dict[str, Any]) -> CheckInMessage | ClockPulse | CheckInAttachmentMessage:
     """Pick the model by ``message_type`` and validate; raises MessageDecodeError."""
+    if data.get("message_type") == "check_in_attachment":
+        return validate_attachment(data)
     return validate_tagged(data, "message_type", _MESSAGE_MODELS)
+
+
+# Attachment errors about content rather than shape: the message still names its
+# project, so the producer learns about them as a processing error.
+_CONTENT_ERRORS: Final = frozenset({"nul_character", "string_too_long", "string_too_short", "too_large"})
+
+
+def validate_attachment(data: dict[str, Any]) -> CheckInAttachmentMessage:
+    """Validate a ``check_in_attachment`` map (``message_type`` may be left out).
+
+    Raises :class:`MessageRejected` when only content rules fail (NUL or length of
+    ``monitor_slug``/``filename``/``content_type``, ``data`` over the size limit) and the
+    ``project_id`` is valid; :class:`MessageDecodeError` for anything else (a bad shape).
+    """
+    try:
+        return CheckInAttachmentMessage.model_validate(data)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False)
+        reason = describe_validation_error(exc)
+        project_id = data.get("project_id")
+        if all(error["type"] in _CONTENT_ERRORS for error in errors) and isinstance(project_id, int):
+            details = {"check_in_id": storable_text(str(data.get("check_in_id"))[:64]),
+                       "filename": storable_text(str(data.get("filename"))[:255])}
+            raise MessageRejected(project_id, ProcessingErrorType.CHECKIN_VALIDATION_FAILED,
+                                  storable_text(reason), details) from None
+        raise MessageDecodeError(reason) from None
 
 
 def validate_tagged(data: dict[str, Any], tag: str, models: Mapping[str, type[ModelT]]) -> ModelT:
@@ -442,22 +507,13 @@ class CheckInPayload(BaseModel):
     def _status(cls, value: object) -> CheckInStatus:
         status = _INGEST_STATUSES.get(value) if isinstance(value, str) else None
         if status is None:
-            raise _custom("invalid_status", f"must be in_progress, ok or error, not {value!r:.40}")
+            raise _custom("invalid_status", f"must be in_progress, ok or error, not {excerpt(value)}")
         return status
 
     @field_validator("duration", mode="plain")
     @classmethod
     def _duration(cls, value: object) -> float | None:
-        if value is None:
-            return None
-        if not _is_number(value):
-            raise _custom("float_type", "must be a number")
-        seconds = float(value)  # type: ignore[arg-type]  # _is_number checked it
-        # Sentry truncates to whole milliseconds before its range check; so do we.
-        # Written so that NaN fails too.
-        if not (0 <= seconds and seconds * 1000 < MAX_DURATION_MS + 1):
-            raise _custom("invalid_duration", f"must be 0..{MAX_DURATION_SECONDS} seconds, not {value!r}")
-        return seconds
+        return _duration_seconds(value)
 
     @field_validator("environment", mode="plain")
     @classmethod
@@ -481,6 +537,8 @@ class CheckInPayload(BaseModel):
     def _release(cls, value: object) -> str | None:
         if value is not None and not isinstance(value, str):
             raise _custom("string_type", "must be a string")
+        if value is not None and len(value) > MAX_RELEASE_LENGTH:
+            raise _custom("too_long", f"longer than {MAX_RELEASE_LENGTH} characters")
         return value
 
     @field_validator("trace_id", mode="plain")
@@ -497,6 +555,33 @@ class CheckInPayload(BaseModel):
         return value
 
 
+def _duration_seconds(value: object) -> float | None:
+    """The one duration rule (JSON payloads and the gateway's query string); raises
+    PydanticCustomError."""
+    if value is None:
+        return None
+    if not _is_number(value):
+        raise _custom("float_type", "must be a number")
+    seconds = float(value)  # type: ignore[arg-type]  # _is_number checked it
+    # Sentry truncates to whole milliseconds before its range check; so do we.
+    # Written so that NaN and infinities fail too.
+    if not (0 <= seconds and seconds * 1000 < MAX_DURATION_MS + 1):
+        raise _custom("invalid_duration", f"must be 0..{MAX_DURATION_SECONDS} seconds, not {value!r}")
+    return seconds
+
+
+def check_duration(value: float) -> float:
+    """``value`` if it is a valid check-in duration in seconds, for callers that build a
+    payload from text (``duration=nan`` in a query string must not become JSON null).
+    Raises PayloadError(CHECKIN_INVALID_DURATION) with the payload's reason."""
+    try:
+        seconds = _duration_seconds(value)
+    except PydanticCustomError as exc:
+        raise PayloadError(ProcessingErrorType.CHECKIN_INVALID_DURATION, f"duration: {exc.message()}") from None
+    assert seconds is not None
+    return seconds
+
+
 def parse_check_in_payload(raw: bytes) -> CheckInPayload:
     """Parse and validate the JSON payload of a ``check_in`` message.
 
@@ -506,17 +591,59 @@ def parse_check_in_payload(raw: bytes) -> CheckInPayload:
     for a ``monitor_config`` that is not an object, and CHECKIN_VALIDATION_FAILED for
     anything else (bad JSON, missing or mistyped fields). When several fields are bad,
     the kind is that of the first in field order and ``.reason`` lists them all.
+
+    The hostile-input bounds (:func:`check_payload_limits`: depth, NUL anywhere,
+    monitor_config string lengths) are checked first and alone.
     """
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        raise PayloadError(ProcessingErrorType.CHECKIN_VALIDATION_FAILED, f"payload: not JSON: {exc}") from None
+        raise PayloadError(ProcessingErrorType.CHECKIN_VALIDATION_FAILED, json_error_reason(exc, "payload")) from None
     if not isinstance(data, dict):
         raise PayloadError(ProcessingErrorType.CHECKIN_VALIDATION_FAILED, "payload: not a JSON object")
+    check_payload_limits(data, raw)
     try:
         return CheckInPayload.model_validate(data)
     except ValidationError as exc:
         raise _payload_error(exc) from None
+
+
+# Which processing error a broken bound becomes, by the payload field it is in.
+_LIMIT_KINDS: Final[dict[str, ProcessingErrorType]] = {
+    "environment": ProcessingErrorType.MONITOR_INVALID_ENVIRONMENT,
+    "monitor_config": ProcessingErrorType.MONITOR_INVALID_CONFIG,
+}
+
+
+def check_payload_limits(data: dict[str, Any], raw: bytes | None = None) -> None:
+    """The hostile-input bounds of ``schemas.limits`` over a parsed payload (depth, NUL,
+    monitor_config string lengths), before pydantic or anything else walks it.
+    ``raw`` is the JSON text ``data`` came from (a faster NUL check). Raises PayloadError;
+    a valid payload costs one pass over its containers."""
+    try:
+        check_document(data, raw=raw)
+        config = data.get("monitor_config")
+        if isinstance(config, dict):
+            check_config_text(config, raw=raw)
+    except LimitError as exc:
+        field = exc.reason.split(":", 1)[0].split(".", 1)[0]
+        raise PayloadError(_LIMIT_KINDS.get(field, ProcessingErrorType.CHECKIN_VALIDATION_FAILED), exc.reason) from None
+
+
+def error_excerpt(raw: bytes) -> dict[str, Any]:
+    """A rejected check-in's payload as it is stored with its processing error (jsonb):
+    the JSON object itself when it is one, at most :data:`MAX_ERROR_PAYLOAD_BYTES` and
+    within the bounds of ``schemas.limits``; otherwise ``{"payload": <first KiB as text>}``
+    with NUL spelled ``\\x00``, so that the error is always storable."""
+    if len(raw) <= MAX_ERROR_PAYLOAD_BYTES:
+        try:
+            data = orjson.loads(raw)
+            check_document(data)
+        except (orjson.JSONDecodeError, LimitError):
+            data = None
+        if isinstance(data, dict):
+            return data
+    return {"payload": storable_text(raw[:1024].decode("utf-8", "replace"))}
 
 
 def _payload_error(exc: ValidationError) -> PayloadError:

@@ -28,6 +28,7 @@ from typing import Annotated, Any, Final
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from schemas.enums import ScheduleType
+from schemas.limits import MAX_INTEGER_TEXT_LENGTH, excerpt, storable_text
 from schemas.messages import describe_validation_error
 from schemas.schedule import CrontabSchedule, IntervalSchedule, ScheduleError, parse_crontab
 
@@ -81,6 +82,7 @@ class ConfigError(ValueError):
     """An invalid monitor config; ``str(error)`` / ``.reason`` is ``"<field>: <problem>"``."""
 
     def __init__(self, reason: str) -> None:
+        reason = storable_text(reason)  # quotes client input; stored as text
         super().__init__(reason)
         self.reason = reason
 
@@ -213,7 +215,7 @@ def _schedule_type_named(name: object, where: str) -> ScheduleType:
     for member in ScheduleType:
         if name == member.value:
             return member
-    raise ConfigError(f"{where}: must be 'crontab' or 'interval', not {name!r:.40}")
+    raise ConfigError(f"{where}: must be 'crontab' or 'interval', not {excerpt(name)}")
 
 
 def _read_crontab(schedule: object) -> CrontabSchedule:
@@ -235,11 +237,11 @@ def _read_interval(schedule: object) -> IntervalSchedule:
         raise ConfigError("schedule: interval must be [value, unit]")
     value, unit = schedule
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"schedule: interval value must be an integer, not {value!r:.40}")
+        raise ConfigError(f"schedule: interval value must be an integer, not {excerpt(value)}")
     if value <= 0:
         raise ConfigError("schedule: interval value must be greater than zero")
     if unit not in INTERVAL_UNITS:
-        raise ConfigError(f"schedule: unknown interval unit {unit!r:.40}")
+        raise ConfigError(f"schedule: unknown interval unit {excerpt(unit)}")
     try:
         return IntervalSchedule(value, unit)
     except ScheduleError as exc:
@@ -253,11 +255,12 @@ def _read_integer(key: str, value: object) -> int | None:
         return None
     if isinstance(value, float) and value.is_integer():
         return int(value)
-    if isinstance(value, str) and _INTEGER_TEXT.fullmatch(value):
+    if isinstance(value, str) and len(value) <= MAX_INTEGER_TEXT_LENGTH and _INTEGER_TEXT.fullmatch(value):
         return int(value)
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"{key}: must be an integer, not {value!r:.40}")
+        raise ConfigError(f"{key}: must be an integer, not {excerpt(value)}")
     return value
+
 
 
 def _read_bounded(key: str, value: object, high: int) -> int | None:
@@ -279,7 +282,7 @@ def _read_timezone(value: object) -> str | None:
     if value is None or value == "":
         return None
     if not isinstance(value, str):
-        raise ConfigError(f"timezone: must be a string, not {value!r:.40}")
+        raise ConfigError(f"timezone: must be a string, not {excerpt(value)}")
     if value not in _iana_zones():
         raise ConfigError(f"timezone: unknown timezone {value[:64]!r}")
     return value

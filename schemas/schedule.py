@@ -25,6 +25,8 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from schemas.limits import MAX_CRONTAB_LENGTH
+
 __all__ = [
     "CrontabSchedule",
     "IntervalSchedule",
@@ -53,7 +55,8 @@ class CrontabSchedule:
 
     def __post_init__(self) -> None:
         if not isinstance(self.expression, str):
-            raise ScheduleError(f"crontab must be a string, got {self.expression!r}")
+            raise ScheduleError(f"crontab must be a string, got {self.expression!r:.40}")
+        _check_length(self.expression)
         _compile(self.expression)
 
 
@@ -76,8 +79,16 @@ Schedule = CrontabSchedule | IntervalSchedule
 
 
 def parse_crontab(expression: str) -> CrontabSchedule:
-    """Validate a crontab expression; raises ``ScheduleError`` with the reason."""
+    """Validate a crontab expression; raises ``ScheduleError`` with the reason
+    (``"crontab longer than 512 characters"`` before any other work)."""
+    _check_length(expression)
     return CrontabSchedule(" ".join(expression.split()))
+
+
+def _check_length(expression: str) -> None:
+    # Before splitting or caching: parse time and the _compile cache's keys grow with it.
+    if len(expression) > MAX_CRONTAB_LENGTH:
+        raise ScheduleError(f"crontab longer than {MAX_CRONTAB_LENGTH} characters")
 
 
 def next_expected(schedule: Schedule, tz: str, after: datetime) -> datetime:
@@ -216,9 +227,17 @@ class _Crontab:
     wildcard: bool
 
 
-@functools.lru_cache(maxsize=4096)
+#: Entries of the compiled-crontab cache. Each keeps an expression of at most
+#: MAX_CRONTAB_LENGTH characters and a _Crontab of at most 60 + 24 + 31 + 12 + 7 + 7 + 35
+#: small ints: ≤ 12 KiB per entry, so the cache holds ≤ 48 MiB whatever is sent
+#: (tests/unit/test_schedule.py measures the largest entry).
+COMPILE_CACHE_ENTRIES = 4096
+
+
+@functools.lru_cache(maxsize=COMPILE_CACHE_ENTRIES)
 def _compile(expression: str) -> _Crontab:
-    """Parse and validate; cached because every next_expected call needs it."""
+    """Parse and validate; cached because every next_expected call needs it.
+    Callers bound the length first (``_check_length``)."""
     fields = _split_fields(expression)
     minute, hour, dom, month, dow = fields
     # Parsed left to right so the error names the first bad field.

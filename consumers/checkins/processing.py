@@ -6,8 +6,10 @@ pool of pre-allocated ids, and returns every write the batch implies. The rules 
 DESIGN.md "Semantics" and Sentry's ``monitor_consumer``:
 
 * a check-in needs a known project; its monitor is upserted from ``monitor_config``
-  (new monitor: name = slug; existing: only the keys sent change); an invalid config or a
-  disabled monitor rejects the check-in as a processing error;
+  (new monitor: name = slug; existing: only the keys sent change); an invalid config is a
+  MONITOR_INVALID_CONFIG processing error — for a new monitor nothing is written, an
+  existing one keeps its stored config and the check-in is still recorded (Sentry's
+  consumer); a disabled monitor rejects the check-in as a processing error;
 * per monitor environment, at most ``rate_limit`` check-ins per message minute;
 * pairing by ``check_in_id``, or for the zero UUID the newest IN_PROGRESS check-in of the
   same environment; a finished check-in stays finished (a late in_progress is dropped,
@@ -31,7 +33,14 @@ import orjson
 
 from consumers.incidents.rules import INITIAL_STATE, IncidentChange, IncidentState, apply_result
 from schemas.enums import CheckInStatus, MonitorStatus, ProcessingErrorType
-from schemas.messages import CheckInAttachmentMessage, CheckInMessage, CheckInPayload, PayloadError
+from schemas.messages import (
+    CheckInAttachmentMessage,
+    CheckInMessage,
+    CheckInPayload,
+    MessageRejected,
+    PayloadError,
+    error_excerpt,
+)
 from schemas.monitor_config import (
     ConfigError,
     MonitorConfig,
@@ -74,7 +83,15 @@ class AttachmentItem:
     message: CheckInAttachmentMessage
 
 
-Item = CheckInItem | AttachmentItem
+@dataclass(frozen=True)
+class RejectedItem:
+    """A message that decoded far enough to name its project but broke a content rule."""
+
+    ts: datetime
+    rejection: MessageRejected
+
+
+Item = CheckInItem | AttachmentItem | RejectedItem
 
 
 @dataclass(frozen=True)
@@ -230,12 +247,8 @@ class BatchResult:
 
 
 def _error_payload(item: CheckInItem) -> dict[str, Any] | None:
-    """The offending check-in as users see it in the API (the payload JSON when it parses)."""
-    try:
-        data = orjson.loads(item.message.payload)
-    except orjson.JSONDecodeError:
-        return {"payload": item.message.payload[:1024].decode("utf-8", "replace")}
-    return data if isinstance(data, dict) else {"payload": data}
+    """The offending check-in as users see it in the API, always storable (``error_excerpt``)."""
+    return error_excerpt(item.message.payload)
 
 
 # --------------------------------------------------------------------------- the batch
@@ -249,9 +262,21 @@ def process_batch(items: Sequence[Item], state: BatchState, ids: IdPool,
     for item in items:
         if isinstance(item, CheckInItem):
             process_check_in(item, state, ids, config, result)
-        else:
+        elif isinstance(item, AttachmentItem):
             attach(item, state, result)
+        else:
+            record_rejection(item, state, result)
     return result
+
+
+def record_rejection(item: RejectedItem, state: BatchState, result: BatchResult) -> None:
+    """A rejected message becomes a processing error of its project (if it exists)."""
+    rejection = item.rejection
+    project = state.projects.get(rejection.project_id)
+    result.errors.append(ProcessingError(
+        type=rejection.kind, reason=rejection.reason, project_id=rejection.project_id,
+        organization_id=project.organization_id if project else None, monitor_id=None,
+        checkin=rejection.details))
 
 
 def process_check_in(item: CheckInItem, state: BatchState, ids: IdPool, config: ProcessorConfig,
@@ -287,7 +312,11 @@ def process_check_in(item: CheckInItem, state: BatchState, ids: IdPool, config: 
 
 def upsert_monitor(payload: CheckInPayload, project: Project, state: BatchState, ids: IdPool,
                    item: CheckInItem, result: BatchResult) -> MonitorState | None:
-    """The check-in's monitor, created or updated from ``monitor_config``; None when rejected."""
+    """The check-in's monitor, created or updated from ``monitor_config``; None when rejected.
+
+    An invalid config is recorded as MONITOR_INVALID_CONFIG either way; an existing
+    monitor is then returned unchanged, so its check-in is recorded with the stored config.
+    """
     key = (project.id, payload.monitor_slug)
     monitor = state.monitors.get(key)
     if payload.monitor_config is None:
@@ -299,7 +328,7 @@ def upsert_monitor(payload: CheckInPayload, project: Project, state: BatchState,
     update = parse_config(payload.monitor_config)
     if isinstance(update, ConfigError):
         result.reject(ProcessingErrorType.MONITOR_INVALID_CONFIG, update.reason, item, project, monitor)
-        return None
+        return monitor
     if monitor is None:
         monitor = MonitorState(id=next(ids.monitor_ids), project_id=project.id,
                                organization_id=project.organization_id, slug=payload.monitor_slug,
@@ -313,13 +342,20 @@ def upsert_monitor(payload: CheckInPayload, project: Project, state: BatchState,
     return monitor
 
 
+#: Real configs are ~200 bytes; the cache keeps at most 4,096 keys of this size (16 MiB).
+_MAX_CACHED_CONFIG_BYTES: Final = 4096
+
+
 def parse_config(raw: dict[str, Any]) -> MonitorConfig | ConfigError:
     """``parse_monitor_config``, memoized: SDKs resend the same config with every check-in."""
     try:
         canonical = orjson.dumps(raw, option=orjson.OPT_SORT_KEYS)
     except TypeError:  # not JSON-serializable (cannot come from a JSON payload): parse it directly
         return _parse_config(raw)
+    if len(canonical) > _MAX_CACHED_CONFIG_BYTES:
+        return _parse_config(raw)  # a config this large is not a real one resent: keep it out of the cache
     return _parse_canonical_config(canonical)
+
 
 
 @functools.lru_cache(maxsize=4096)

@@ -44,6 +44,7 @@ from consumers.checkins.processing import (
     CheckInItem,
     Item,
     ProcessorConfig,
+    RejectedItem,
     floor_minute,
     process_batch,
 )
@@ -54,6 +55,7 @@ from schemas.messages import (
     CheckInAttachmentMessage,
     CheckInMessage,
     MessageDecodeError,
+    MessageRejected,
     PayloadError,
     decode_ingest_message,
     parse_check_in_payload,
@@ -104,6 +106,9 @@ def decode(topic: str, events: Sequence[RawEvent]) -> DecodedBatch:
             clocks[event.partition] = minute
         try:
             message = decode_ingest_message(event.value)
+        except MessageRejected as exc:  # decodable, but content a client must fix
+            items.append(RejectedItem(ts, exc))
+            continue
         except MessageDecodeError as exc:
             dead.append(DeadLetter(topic, event.partition, event.offset, event.key, event.value, exc.reason))
             continue
@@ -128,6 +133,9 @@ def collect_keys(items: Sequence[Item]) -> BatchKeys:
     latest: Counter[tuple[int, str, str]] = Counter()
     checkins = 0
     for item in items:
+        if isinstance(item, RejectedItem):
+            keys.project_ids.add(item.rejection.project_id)
+            continue
         if isinstance(item, AttachmentItem):
             keys.project_ids.add(item.message.project_id)
             keys.monitor_keys.add((item.message.project_id, item.message.monitor_slug))

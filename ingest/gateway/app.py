@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import math
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -38,7 +39,7 @@ from ingest.gateway.publisher import Attachment, Publisher
 from ingest.gateway.ratelimit import KeyRateLimiter, RateLimit
 from ingest.gateway.store import KeyStore
 from ingest.producer import CheckInProducer
-from schemas.messages import MAX_ATTACHMENT_BYTES, slugify_monitor_slug
+from schemas.messages import MAX_ATTACHMENT_BYTES, MessageDecodeError, slugify_monitor_slug, validate_attachment
 from schemas.settings import Settings
 
 log = logging.getLogger("cronpipe.gateway")
@@ -48,6 +49,8 @@ MAX_ENVELOPE_BYTES: Final = 1024 * 1024
 #: Multipart framing around a ≤ 100 KiB file.
 MAX_MULTIPART_BYTES: Final = MAX_ATTACHMENT_BYTES + 16 * 1024
 _MAX_PROJECT_ID: Final = 2**63 - 1
+#: DSN public keys are 32 hex digits; anything much longer is refused unlooked-up.
+_MAX_PUBLIC_KEY_LENGTH: Final = 64
 #: Content types that mean "no particular type": curl's default for --data-binary.
 _UNTYPED: Final = ("", "application/x-www-form-urlencoded", "application/octet-stream")
 
@@ -142,6 +145,8 @@ class GatewayApp:
         await self._admit(project_id, public_key)
         fields, attachment = await self._cron_body(request)
         check_in = cron_check_in(slug, request.query, fields, with_output=attachment is not None)
+        if attachment is not None:
+            _check_attachment(project_id, check_in.monitor_slug, check_in.check_in_id, attachment)
         await self._publisher().publish_check_in(
             project_id, check_in.payload, check_in.monitor_slug, check_in.check_in_id,
             start_time=request.started, sdk=_client(request), attachment=attachment)
@@ -162,8 +167,16 @@ class GatewayApp:
         public_key = public_key or envelopes.public_key_from_dsn(parsed.headers.get("dsn"))
         if not public_key:
             raise missing_key()
-        await self._admit(project_id, public_key)
-        check_ins = [validate_check_in(item.payload) for item in parsed.items if item.type == "check_in"]
+        limit = await self._admit(project_id, public_key, take=False)
+        items = [item for item in parsed.items if item.type == "check_in"]
+        # Every check-in counts, an envelope without any still costs one; refused before
+        # the validation work, taken after it (a 400 costs no tokens).
+        cost = max(1, len(items))
+        if limit is not None:
+            self._rate_limit(public_key, limit, cost, take=False)
+        check_ins = [validate_check_in(item.payload) for item in items]
+        if limit is not None:
+            self._rate_limit(public_key, limit, cost)
         sdk = auth.get("sentry_client") or envelopes.sdk_name(parsed.headers)
         await asyncio.gather(*(self._publisher().publish_check_in(
             project_id, c.payload, c.monitor_slug, c.check_in_id, start_time=request.started, sdk=sdk)
@@ -180,9 +193,10 @@ class GatewayApp:
         part = find_file(await request.body(MAX_MULTIPART_BYTES, "multipart body"), boundary)
         if len(part.data) > MAX_ATTACHMENT_BYTES:
             raise too_large("file", MAX_ATTACHMENT_BYTES)
-        await self._publisher().publish_attachment(
-            project_id, slug, check_in_id, Attachment(part.filename[:255], part.content_type[:255], part.data),
-            start_time=request.started)
+        attachment = Attachment(part.filename[:255], part.content_type[:255], part.data)
+        _check_attachment(project_id, slug, check_in_id, attachment)
+        await self._publisher().publish_attachment(project_id, slug, check_in_id, attachment,
+                                                   start_time=request.started)
         self.metrics.accepted_attachments.inc()
         return json_response(202, {"id": check_in_id.hex})
 
@@ -207,19 +221,31 @@ class GatewayApp:
 
     # ------------------------------------------------------------------ steps
 
-    async def _admit(self, project_id: int, public_key: str) -> None:
-        """Authenticate and rate-limit; raises GatewayError (401/403/404/429/503)."""
+    async def _admit(self, project_id: int, public_key: str, *, take: bool = True) -> RateLimit | None:
+        """Authenticate and rate-limit one check-in (``take=False``: only refuse a key with
+        no token left, the caller takes its count later); raises GatewayError
+        (401/403/404/429/503). Returns the key's limit."""
+        if len(public_key) > _MAX_PUBLIC_KEY_LENGTH or "\x00" in public_key:
+            raise GatewayError(401, "unknown_key", "unknown public key")  # never a lookup or a cache entry
         limit = await self.auth.authenticate(project_id, public_key)
         if limit is not None:
-            self._rate_limit(public_key, limit)
+            self._rate_limit(public_key, limit, 1, take=take)
+        return limit
 
-    def _rate_limit(self, public_key: str, limit: RateLimit) -> None:
-        wait = self._limiter.acquire(public_key, limit, time.monotonic())
-        if wait is not None:
-            seconds = retry_after(wait)
-            # X-Sentry-Rate-Limits makes Sentry SDKs back off the "monitor" category.
-            raise GatewayError(429, "rate_limited", f"rate limit of {limit.count} per {limit.window:g}s exceeded",
-                               {"Retry-After": seconds, "X-Sentry-Rate-Limits": f"{seconds}:monitor:key"})
+    def _rate_limit(self, public_key: str, limit: RateLimit, count: int, *, take: bool = True) -> None:
+        wait = self._limiter.acquire(public_key, limit, time.monotonic(), count, take=take)
+        if wait is None:
+            return
+        if math.isinf(wait):
+            detail = (f"{count} check-ins in one request exceed the key's rate limit of {limit.count} per "
+                      f"{limit.window:g}s; send fewer per envelope")
+            wait = limit.window
+        else:
+            detail = f"rate limit of {limit.count} per {limit.window:g}s exceeded"
+        seconds = retry_after(wait)
+        # X-Sentry-Rate-Limits makes Sentry SDKs back off the "monitor" category.
+        raise GatewayError(429, "rate_limited", detail,
+                           {"Retry-After": seconds, "X-Sentry-Rate-Limits": f"{seconds}:monitor:key"})
 
     async def _cron_body(self, request: Request) -> tuple[dict[str, object] | None, Attachment | None]:
         """A POST body is JSON fields or job output (→ attachment); GET has neither."""
@@ -278,6 +304,16 @@ def _check_in_id(text: str) -> uuid.UUID:
         return uuid.UUID(text)
     except ValueError:
         raise bad_request(f"check_in_id: not a valid UUID: {text[:40]!r}") from None
+
+
+def _check_attachment(project_id: int, slug: str, check_in_id: uuid.UUID, attachment: Attachment) -> None:
+    """The processor's rules for an attachment message (NUL, lengths); raises GatewayError(400)."""
+    try:
+        validate_attachment({"project_id": project_id, "monitor_slug": slug, "check_in_id": check_in_id,
+                             "filename": attachment.filename, "content_type": attachment.content_type,
+                             "data": attachment.data, "start_time": 0.0})
+    except MessageDecodeError as exc:
+        raise bad_request(exc.reason) from None
 
 
 def _client(request: Request) -> str | None:

@@ -1,9 +1,15 @@
 """Check-in payloads from HTTP requests, validated before anything reaches Kafka.
 
 The payload published is Sentry's check-in JSON (DESIGN.md, "ingest-monitors v1"). It is
-validated here with the same rules the processor applies (``schemas.messages`` and
-``schemas.monitor_config``), so a malformed request gets a 400 with the reason instead
-of becoming a processing error later.
+validated here with the same rules the processor applies (``schemas.messages``, with the
+hostile-input bounds of ``schemas.limits``), so a malformed request gets a 400 with the
+reason instead of becoming a processing error later.
+
+A ``monitor_config`` is only checked against those bounds (NUL, depth, string lengths),
+not for meaning: as Sentry, a config that is well-formed but invalid (a typo in the
+timezone) is the processor's to judge — an existing monitor keeps its stored config and
+records the check-in, and either way the user sees a MONITOR_INVALID_CONFIG processing
+error instead of an SDK silently swallowing a 400.
 """
 
 from __future__ import annotations
@@ -16,8 +22,8 @@ from typing import Any, Final
 import orjson
 
 from ingest.gateway.errors import bad_request
-from schemas.messages import PayloadError, parse_check_in_payload
-from schemas.monitor_config import ConfigError, parse_monitor_config
+from schemas.limits import LimitError, check_document, json_error_reason
+from schemas.messages import PayloadError, check_duration, parse_check_in_payload
 
 #: ``check_in_id=latest`` (and Sentry's nil UUID): the newest in-progress check-in.
 LATEST: Final = uuid.UUID(int=0)
@@ -52,7 +58,7 @@ def cron_check_in(monitor_slug: str, query: Mapping[str, str], body: Mapping[str
     payload = {**fields, "monitor_slug": monitor_slug}
     payload["check_in_id"] = _cron_check_in_id(payload.get("check_in_id"), payload.get("status"), with_output)
     if isinstance(payload.get("duration"), str):
-        payload["duration"] = _number(payload["duration"], "duration")
+        payload["duration"] = _duration(payload["duration"])
     check_in = validate_check_in(orjson.dumps(payload))
     if with_output and check_in.check_in_id == LATEST:
         raise bad_request("check_in_id: job output needs the check-in's own id, not 'latest'")
@@ -69,11 +75,17 @@ def _cron_check_in_id(value: object, status: object, with_output: bool) -> str:
     return value
 
 
-def _number(text: str, name: str) -> float:
+def _duration(text: str) -> float:
+    """A query-string duration, by the payload's rule: ``nan``, ``inf`` and ``1e309`` are
+    refused here, as in JSON, rather than becoming null when the payload is serialized."""
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
-        raise bad_request(f"{name}: must be a number, not {text[:40]!r}") from None
+        raise bad_request(f"duration: must be a number, not {text[:40]!r}") from None
+    try:
+        return check_duration(value)
+    except PayloadError as exc:
+        raise bad_request(exc.reason) from None
 
 
 def validate_check_in(payload: bytes) -> CheckIn:
@@ -82,12 +94,6 @@ def validate_check_in(payload: bytes) -> CheckIn:
         parsed = parse_check_in_payload(payload)
     except PayloadError as exc:
         raise bad_request(exc.reason) from None
-    if parsed.monitor_config is not None:
-        try:
-            parse_monitor_config(parsed.monitor_config)
-        except ConfigError as exc:
-            reason = exc.reason if exc.reason.startswith("monitor_config") else f"monitor_config.{exc.reason}"
-            raise bad_request(reason) from None
     return CheckIn(payload, parsed.monitor_slug, parsed.check_in_id)
 
 
@@ -96,9 +102,13 @@ def parse_json_body(body: bytes) -> dict[str, Any]:
     try:
         value = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise bad_request(f"body: not JSON: {exc}") from None
+        raise bad_request(json_error_reason(exc, "body")) from None
     if not isinstance(value, dict):
         raise bad_request("body: must be a JSON object")
+    try:
+        check_document(value, "body", body)  # before it is merged and serialized again
+    except LimitError as exc:
+        raise bad_request(exc.reason) from None
     return value
 
 

@@ -1,13 +1,20 @@
-"""Per-key token buckets: pure, time is an argument."""
+"""Per-key token buckets: pure, time is an argument.
+
+A token is one check-in (or one attachment), not one request: an envelope of N check-ins
+takes N tokens, all or none (as Relay's quotas, which refuse a whole quantity that does
+not fit rather than part of it), so a 2-per-minute key cannot publish 16,000 check-ins
+in two envelopes.
+"""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
 class RateLimit:
-    """At most ``count`` requests per ``window`` seconds (bursts up to ``count``)."""
+    """At most ``count`` check-ins per ``window`` seconds (bursts up to ``count``)."""
 
     count: int
     window: float
@@ -35,8 +42,10 @@ class KeyRateLimiter:
         self._buckets: dict[str, _Bucket] = {}
         self._max_keys = max_keys
 
-    def acquire(self, key: str, limit: RateLimit, now: float) -> float | None:
-        """Take one token; return None when allowed, else the seconds until one is free."""
+    def acquire(self, key: str, limit: RateLimit, now: float, count: int = 1, *, take: bool = True) -> float | None:
+        """Take ``count`` tokens, all or none; return None when allowed, else the seconds
+        until ``count`` are free (``math.inf`` when ``count`` exceeds the bucket).
+        With ``take=False`` only ask (a cheap refusal before a body is read)."""
         bucket = self._buckets.get(key)
         if bucket is None:
             if len(self._buckets) >= self._max_keys:
@@ -45,7 +54,10 @@ class KeyRateLimiter:
         elapsed = max(0.0, now - bucket.updated)
         bucket.tokens = min(float(limit.count), bucket.tokens + elapsed * limit.per_second)
         bucket.updated = now
-        if bucket.tokens >= 1.0:
-            bucket.tokens -= 1.0
+        if count > limit.count:
+            return math.inf
+        if bucket.tokens >= count:
+            if take:
+                bucket.tokens -= count
             return None
-        return (1.0 - bucket.tokens) / limit.per_second
+        return (count - bucket.tokens) / limit.per_second

@@ -170,6 +170,25 @@ def test_an_invalid_config_for_a_new_monitor_records_invalid_config_and_writes_n
         assert pipeline.one(f"SELECT count(*) FROM {table}") == (0,)
 
 
+def test_an_invalid_config_for_an_existing_monitor_records_the_check_in_with_the_stored_config(
+        pipeline: Pipeline) -> None:
+    pipeline.check_in("nightly", monitor_config={**CRONTAB, "checkin_margin": 5})
+    pipeline.check_in("nightly", monitor_config={"schedule": {"type": "crontab", "value": "0 0 3 * * *"},
+                                                  "timezone": "Europe/Viena"}, at=T0 + timedelta(minutes=1))
+
+    async def scenario() -> None:
+        await pipeline.drain()
+    pipeline.run(scenario)
+
+    assert [(t, r) for t, r in pipeline.errors()] == [
+        (int(ProcessingErrorType.MONITOR_INVALID_CONFIG), "schedule: crontab has 6 fields; expected 5")]
+    assert [status for _, _, status, _ in pipeline.checkins("nightly")] == [OK, OK]
+    [(config,)] = pipeline.rows(  # the error names the monitor whose config it kept
+        "SELECT m.config FROM monitors m JOIN processing_errors e ON e.monitor_id = m.id")
+    assert (config["schedule"], config["checkin_margin"], config["timezone"]) == ("0 * * * *", 5, "UTC")
+    assert pipeline.rows("SELECT DISTINCT monitor_config->>'schedule' FROM checkins") == [("0 * * * *",)]
+
+
 def test_more_than_six_check_ins_in_one_minute_are_rate_limited_per_environment(pipeline: Pipeline) -> None:
     for second in range(8):
         pipeline.check_in("busy", monitor_config=CRONTAB, at=T0.replace(second=second))

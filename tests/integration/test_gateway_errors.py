@@ -31,8 +31,9 @@ def test_a_malformed_query_is_a_400_with_the_reason(
 @pytest.mark.parametrize(("body", "detail"), [
     (b'{"status": "ok"', "body: not JSON"),
     (b"[1, 2]", "body: must be a JSON object"),
-    (b'{"status": "ok", "monitor_config": {"schedule": {"type": "interval", "value": 0, "unit": "day"}}}',
-     "monitor_config"),
+    (b'{"status": "ok", "monitor_config": {"schedule": {"type": "crontab", "value": "0 * * * *\\u0000"}}}',
+     "monitor_config.schedule.value: must not contain a NUL character"),
+    (b'{"status": "ok", "x": ' + b"[" * 300 + b"]" * 300 + b"}", "body: nested deeper than 32 levels"),
 ])
 def test_a_malformed_json_body_is_a_400_with_the_reason(gateway: Gateway, project: Project, body: bytes,
                                                        detail: str) -> None:

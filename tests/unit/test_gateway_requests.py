@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import uuid
 
 import orjson
@@ -67,7 +68,15 @@ def test_json_body_fields_win_over_the_query_string() -> None:
     ({"status": "ok", "duration": "fast"}, None, "duration: must be a number, not 'fast'"),
     ({"status": "ok", "duration": "-1"}, None, "duration: must be 0..2147483.647 seconds, not -1.0"),
     ({"status": "ok"}, {"check_in_id": 5}, "check_in_id: must be a UUID string"),
-    ({"status": "ok"}, {"monitor_config": {"schedule": {"type": "crontab", "value": "61 * * * *"}}}, "monitor_config"),
+    ({"status": "ok"}, {"monitor_config": {"schedule": {"type": "crontab", "value": "0," * 300 + "0 * * * *"}}},
+     "monitor_config.schedule.value: longer than 512 characters"),
+    ({"status": "ok", "environment": "prod\x00"}, None, "environment: must not contain a NUL character"),
+    ({"status": "ok", "release": "1.0\x00"}, None, "release: must not contain a NUL character"),
+    ({"status": "ok", "release": "r" * 251}, None, "release: longer than 250 characters"),
+    ({"status": "ok", "duration": "nan"}, None, "duration: must be 0..2147483.647 seconds, not nan"),
+    ({"status": "ok", "duration": "inf"}, None, "duration: must be 0..2147483.647 seconds, not inf"),
+    ({"status": "ok", "duration": "-inf"}, None, "duration: must be 0..2147483.647 seconds, not -inf"),
+    ({"status": "ok", "duration": "1e309"}, None, "duration: must be 0..2147483.647 seconds, not inf"),
 ])
 def test_a_malformed_cron_check_in_is_a_400_with_the_reason(query: dict[str, str], body: dict[str, object] | None,
                                                           reason: str) -> None:
@@ -142,6 +151,28 @@ def test_a_key_may_burst_to_its_limit_then_waits_for_the_refill() -> None:
     assert limiter.acquire("k", limit, now=100.0) == pytest.approx(20.0)
     assert limiter.acquire("other", limit, now=100.0) is None
     assert limiter.acquire("k", limit, now=120.0) is None
+
+
+def test_a_count_is_taken_all_at_once_or_not_at_all() -> None:
+    limiter = KeyRateLimiter()
+    limit = RateLimit(count=5, window=60.0)
+    assert limiter.acquire("k", limit, now=100.0, count=3) is None
+    assert limiter.acquire("k", limit, now=100.0, count=3) == pytest.approx(12.0)  # one more token needed
+    assert limiter.acquire("k", limit, now=100.0, count=2) is None  # the refusal took nothing
+
+
+def test_a_count_above_the_bucket_can_never_be_taken() -> None:
+    limiter = KeyRateLimiter()
+    assert limiter.acquire("k", RateLimit(count=2, window=60.0), now=100.0, count=3) == math.inf
+    assert limiter.acquire("k", RateLimit(count=2, window=60.0), now=100.0, count=2) is None
+
+
+def test_asking_without_taking_leaves_the_tokens() -> None:
+    limiter = KeyRateLimiter()
+    limit = RateLimit(count=1, window=60.0)
+    assert limiter.acquire("k", limit, now=100.0, take=False) is None
+    assert limiter.acquire("k", limit, now=100.0) is None
+    assert limiter.acquire("k", limit, now=100.0, take=False) is not None
 
 
 @pytest.mark.parametrize(("text", "limit"), [("", None), ("50", RateLimit(50, 1.0)), ("600/60", RateLimit(600, 60.0))])

@@ -20,13 +20,14 @@ from consumers.checkins.processing import (
     MonitorState,
     ProcessorConfig,
     Project,
+    RejectedItem,
     bucket_start,
     process_batch,
     rollup_deltas,
     take_rate_slot,
 )
 from schemas.enums import CheckInStatus, MonitorStatus, ProcessingErrorType
-from schemas.messages import CheckInMessage, PayloadError, parse_check_in_payload
+from schemas.messages import CheckInMessage, MessageRejected, PayloadError, parse_check_in_payload
 from schemas.monitor_config import parse_monitor_config
 
 UTC = timezone.utc
@@ -186,6 +187,46 @@ def test_a_check_in_breaking_a_rule_becomes_this_processing_error_and_writes_not
     assert error_types(result) == [expected]
     assert state.checkins == {} and state.envs == {}
     assert [m.slug for m in state.monitors.values()] == ["job"]
+
+
+def test_an_invalid_config_for_an_existing_monitor_keeps_the_stored_config_and_records_the_check_in() -> None:
+    state = empty_state()
+    monitor = existing_monitor(state, checkin_margin=5)
+    stored = monitor.config
+
+    result = process_batch([item("job", monitor_config={**HOURLY, "timezone": "Mars/Olympus"})], state, ids())
+
+    assert error_types(result) == [ProcessingErrorType.MONITOR_INVALID_CONFIG]
+    assert result.errors[0].reason == "timezone: unknown timezone 'Mars/Olympus'"
+    assert result.errors[0].monitor_id == monitor.id
+    assert monitor.config == stored and not monitor.dirty
+    (checkin,) = state.checkins.values()
+    assert checkin.status == CheckInStatus.OK and checkin.monitor_config == monitor.config_json()
+    assert result.accepted == 1
+
+
+def test_an_invalid_config_for_a_new_monitor_creates_nothing() -> None:
+    state = empty_state()
+
+    result = process_batch([item("fresh", monitor_config={"schedule": {"type": "crontab", "value": "* * * * * *"}})],
+                           state, ids())
+
+    assert error_types(result) == [ProcessingErrorType.MONITOR_INVALID_CONFIG]
+    assert result.errors[0].reason == "schedule: crontab has 6 fields; expected 5"
+    assert state.monitors == {} and state.checkins == {}
+
+
+def test_a_rejected_message_becomes_a_processing_error_of_its_project() -> None:
+    state = empty_state()
+    rejection = MessageRejected(1, ProcessingErrorType.CHECKIN_VALIDATION_FAILED,
+                                "filename: must not contain a NUL character", {"filename": "a\\x00"})
+
+    result = process_batch([RejectedItem(T0, rejection)], state, ids())
+
+    [error] = result.errors
+    assert (error.type, error.reason, error.project_id, error.organization_id, error.checkin) == (
+        ProcessingErrorType.CHECKIN_VALIDATION_FAILED, "filename: must not contain a NUL character", 1, 10,
+        {"filename": "a\\x00"})
 
 
 def test_a_disabled_monitor_rejects_its_check_ins() -> None:
