@@ -12,6 +12,7 @@ from fastapi.openapi.utils import get_openapi
 from psycopg_pool import AsyncConnectionPool
 from starlette.types import Receive, Scope, Send
 
+from api.auth import Authenticator
 from api.errors import install_error_handlers
 from api.metrics import MetricsMiddleware, metrics_endpoint
 from api.resolve import organization_monitor, project_monitor
@@ -20,6 +21,7 @@ from api.routes import ORG_PREFIX, PROJECT_PREFIX, monitor_routes, organization_
 from api.timeline_routes import timeline_routes
 from api.ui import ui_routes
 from api.ui.headers import InertResponses
+from schemas.settings import load
 
 DESCRIPTION = "Read-only monitor API with Sentry's paths and field names. Bearer token of one organization."
 # Plans chosen per execution: the optional-filter idiom (`x IS NULL OR col = x`) makes a
@@ -48,7 +50,8 @@ def create_pool(database_url: str, max_size: int = 8) -> AsyncConnectionPool[Any
                                reconnect_timeout=RECONNECT_TIMEOUT_S)
 
 
-def create_app(database_url: str, pool_size: int = 8) -> FastAPI:
+def create_app(database_url: str, pool_size: int = 8, public_url: str | None = None) -> FastAPI:
+    """``public_url`` prefixes the ``Link`` headers (default ``CRONPIPE_API_PUBLIC_URL`` or the bind address)."""
     pool = create_pool(database_url, pool_size)
 
     @asynccontextmanager
@@ -62,6 +65,8 @@ def create_app(database_url: str, pool_size: int = 8) -> FastAPI:
     app = FastAPI(title="cronpipe read API", version="0", description=DESCRIPTION, lifespan=lifespan,
                   default_response_class=JsonResponse)
     app.state.pool = pool
+    app.state.authenticator = Authenticator()
+    app.state.public_url = (public_url or load().effective_api_public_url()).rstrip("/")
     install_error_handlers(app)
     app.include_router(organization_routes(), prefix=ORG_PREFIX, tags=["organizations"])
     app.include_router(monitor_routes(organization_monitor), prefix=f"{ORG_PREFIX}/monitors/{{monitor_id_or_slug}}",

@@ -19,9 +19,10 @@ from fastapi.security import HTTPAuthorizationCredentials
 from psycopg import AsyncConnection
 
 from api import store
-from api.auth import authenticate, bearer_scheme
+from api.auth import Authenticator, Grant, bearer_scheme
 from api.errors import NotFound
 from api.store import CheckInRow, EnvironmentRow, MonitorRow, OrgRow, ProjectRow
+from api.throttle import client_key
 
 LATEST = "latest"
 _MAX_ID_DIGITS = 18  # fits a bigint; longer digit strings can only be slugs
@@ -121,10 +122,16 @@ async def connection(request: Request) -> AsyncIterator[AsyncConnection[Any]]:
 Conn = Annotated[AsyncConnection[Any], Depends(connection)]
 
 
-async def caller_organization_id(
-    conn: Conn, credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer_scheme)]
-) -> int:
-    return await authenticate(conn, credentials)
+async def caller_grant(
+    conn: Conn, request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer_scheme)],
+) -> Grant:
+    authenticator: Authenticator = request.app.state.authenticator
+    return await authenticator.authenticate(conn, credentials, client_key(request.client and request.client.host))
+
+
+async def caller_organization_id(grant: Annotated[Grant, Depends(caller_grant)]) -> int:
+    return grant.organization_id
 
 
 OrganizationKey = Annotated[str, Path(description="Organization id or slug")]

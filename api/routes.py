@@ -59,7 +59,7 @@ async def _environments(conn: Any, monitors: list[MonitorRow],
 
 def _offset_link(request: Request, response: Response, offset: int, per_page: int, more: bool) -> None:
     response.headers["Link"] = link_header(
-        request.url, Cursor(0, max(offset - per_page, 0), True), offset > 0,
+        request, Cursor(0, max(offset - per_page, 0), True), offset > 0,
         Cursor(0, offset + per_page, False), more)
 
 
@@ -98,7 +98,7 @@ def monitor_routes(resolve_monitor: Callable[..., Awaitable[MonitorScope]]) -> A
     ) -> list[CheckIn]:
         window = time_range(since, until, stats_period, datetime.now(UTC))
         page = await checkin_page(conn, scope.monitor.id, environment, window, parse_cursor(cursor), per_page)
-        response.headers["Link"] = link_header(request.url, page.previous, page.has_previous,
+        response.headers["Link"] = link_header(request, page.previous, page.has_previous,
                                                page.next, page.has_next)
         return [present.checkin(r) for r in page.rows]
 

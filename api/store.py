@@ -95,7 +95,7 @@ class ProcessingErrorRow:
 
 # --- queries ----------------------------------------------------------------------------
 
-TOKEN_ORGANIZATION = "SELECT organization_id FROM api_tokens WHERE token_hash = %(token_hash)s"
+TOKEN_GRANT = "SELECT organization_id, scope FROM api_tokens WHERE token_hash = %(token_hash)s"
 
 # The token's organization, if the path names it (by id or slug).
 ORGANIZATION = """
@@ -122,7 +122,10 @@ m.status, m.config, m.date_created
 # first one missing. The monitor is looked up within the token's organization only, so a
 # foreign monitor costs and answers the same as a missing one. Slugs are unique per
 # project, not per organization: under an organization route the oldest monitor with that
-# slug wins, so the answer never changes as monitors are added.
+# slug wins, so the answer never changes as monitors are added. A slug match beats a guid
+# match (Sentry's get_monitor_by_org_id_or_slug tries the slug first): a monitor whose
+# slug looks like another monitor's guid is the one its slug names; the other stays
+# reachable by its own slug.
 MONITOR_SCOPE = f"""
 SELECT o.id AS scope_organization_id, o.slug AS scope_organization_slug,
        sp.id AS scope_project_id, sp.slug AS scope_project_slug, m.*
@@ -139,7 +142,7 @@ LEFT JOIN LATERAL (
   WHERE m.organization_id = o.id
     AND (%(project_key)s::text IS NULL OR m.project_id = sp.id)
     AND (m.guid = %(guid)s::uuid OR m.slug = %(key)s::text)
-  ORDER BY m.id LIMIT 1
+  ORDER BY m.slug = %(key)s::text DESC, m.id LIMIT 1
 ) m ON true
 WHERE o.id = %(token_org_id)s::bigint
   AND (o.id = %(organization_number)s::bigint OR o.slug = %(organization_key)s::text)
@@ -317,7 +320,8 @@ async def fetch_dict(conn: AsyncConnection[Any], query: str, params: dict[str, A
         return await cur.fetchone()
 
 
-async def token_organization(conn: AsyncConnection[Any], token_hash: bytes) -> int | None:
-    cur = await conn.execute(TOKEN_ORGANIZATION, {"token_hash": token_hash})
+async def token_grant(conn: AsyncConnection[Any], token_hash: bytes) -> tuple[int, str] | None:
+    """The token's organization id and scope (``read`` or ``write``), or None."""
+    cur = await conn.execute(TOKEN_GRANT, {"token_hash": token_hash})
     found = await cur.fetchone()
-    return None if found is None else int(found[0])
+    return None if found is None else (int(found[0]), str(found[1]))

@@ -25,6 +25,7 @@ settings (environment):
   CRONPIPE_PG_PORT           port of the private local cluster (default 55432)
   CRONPIPE_GATEWAY_PORT      HTTP ingest gateway port (default 8000)
   CRONPIPE_API_PORT          read API port (default 8001)
+  CRONPIPE_API_PUBLIC_URL    base of the API's Link header URLs (default http://BIND:API_PORT)
   CRONPIPE_BIND              address the HTTP servers bind (default 127.0.0.1)
   CRONPIPE_STATE_DIR         local state: Kafka jars/data, PostgreSQL cluster, pids (default ./.cronpipe)
   CRONPIPE_TOPIC_PREFIX      prefix for every topic name (default none)
@@ -54,6 +55,16 @@ gateway and api (per server process):
   CRONPIPE_HTTP_IDLE_TIMEOUT      seconds a keep-alive connection may stay idle (default 30)
   CRONPIPE_HTTP_MAX_CONNECTIONS   open connections; one more is a 503 (default 1024)
 """
+
+
+def slug_argument(text: str) -> str:
+    """An organization or project slug, refused with its reason (exit 2) before any connection."""
+    from cronpipe.admin import slug_problem
+
+    problem = slug_problem(text)
+    if problem is not None:
+        raise argparse.ArgumentTypeError(f"{text!r}: {problem}")
+    return text
 
 
 def _emit(obj: dict[str, Any]) -> None:
@@ -101,8 +112,32 @@ def cmd_token_create(settings: Settings, args: argparse.Namespace) -> int:
     from cronpipe.admin import create_token
 
     with _connect(settings) as conn:
-        token = create_token(conn, args.org)
-    _emit({"token": token, "org": args.org})
+        token = create_token(conn, args.org, args.scope)
+    _emit({"token": token, "org": args.org, "scope": args.scope})
+    return 0
+
+
+def cmd_token_list(settings: Settings, args: argparse.Namespace) -> int:
+    from cronpipe.admin import list_tokens
+
+    with _connect(settings) as conn:
+        _emit({"tokens": list_tokens(conn, args.org)})
+    return 0
+
+
+def cmd_token_revoke(settings: Settings, args: argparse.Namespace) -> int:
+    from cronpipe.admin import revoke_token
+
+    with _connect(settings) as conn:
+        _emit({"id": revoke_token(conn, args.token), "revoked": True})
+    return 0
+
+
+def cmd_key_list(settings: Settings, args: argparse.Namespace) -> int:
+    from cronpipe.admin import list_keys
+
+    with _connect(settings) as conn:
+        _emit({"keys": list_keys(conn, args.org)})
     return 0
 
 
@@ -200,24 +235,35 @@ def build_parser() -> argparse.ArgumentParser:
 
     org = sub.add_parser("org", help="manage organizations").add_subparsers(dest="action", required=True)
     p = org.add_parser("create", help="create an organization; prints {id, slug}")
-    p.add_argument("slug")
+    p.add_argument("slug", type=slug_argument)
     p.add_argument("--name", help="display name (default: the slug)")
     p.set_defaults(func=cmd_org_create)
 
     proj = sub.add_parser("project", help="manage projects").add_subparsers(dest="action", required=True)
     p = proj.add_parser("create", help="create a project and its DSN key; prints {id, slug, org, public_key, dsn}")
     p.add_argument("--org", required=True, help="organization slug")
-    p.add_argument("--slug", required=True, help="project slug")
+    p.add_argument("--slug", required=True, type=slug_argument, help="project slug (not all digits)")
     p.add_argument("--id", type=int, help="choose the project id (default: next free)")
     p.add_argument("--name", help="display name (default: the slug)")
     p.set_defaults(func=cmd_project_create)
 
-    tok = sub.add_parser("token", help="manage read-API tokens").add_subparsers(dest="action", required=True)
-    p = tok.add_parser("create", help="create a read-only token for one organization; prints {token, org} once")
+    tok = sub.add_parser("token", help="manage API tokens").add_subparsers(dest="action", required=True)
+    p = tok.add_parser("create", help="create a token for one organization; prints {token, org, scope} once")
     p.add_argument("--org", required=True, help="organization slug")
+    p.add_argument("--scope", choices=["read", "write"], default="read",
+                   help="read: read routes only (default); write: also create, change and delete monitors")
     p.set_defaults(func=cmd_token_create)
+    p = tok.add_parser("list", help="list an organization's tokens (id, prefix, scope); prints {tokens}")
+    p.add_argument("--org", required=True, help="organization slug")
+    p.set_defaults(func=cmd_token_list)
+    p = tok.add_parser("revoke", help="delete a token; the API refuses it within 10 s")
+    p.add_argument("token", metavar="TOKEN_OR_ID", help="the token itself, or its id from `token list`")
+    p.set_defaults(func=cmd_token_revoke)
 
     key = sub.add_parser("key", help="manage DSN keys").add_subparsers(dest="action", required=True)
+    p = key.add_parser("list", help="list the DSN keys of an organization's projects; prints {keys}")
+    p.add_argument("--org", required=True, help="organization slug")
+    p.set_defaults(func=cmd_key_list)
     p = key.add_parser("revoke", help="deactivate a project's public key (the gateway stops accepting it)")
     p.add_argument("public_key")
     p.set_defaults(func=cmd_key_revoke)

@@ -28,6 +28,8 @@ class Settings:
     bind: str = field(default_factory=lambda: _env("BIND", "127.0.0.1"))
     gateway_port: int = field(default_factory=lambda: int(_env("GATEWAY_PORT", "8000")))
     api_port: int = field(default_factory=lambda: int(_env("API_PORT", "8001")))
+    #: Base of the URLs the API puts in ``Link`` headers; empty means ``http://BIND:API_PORT``.
+    api_public_url: str = field(default_factory=lambda: _env("API_PUBLIC_URL", ""))
     state_dir: Path = field(default_factory=lambda: Path(_env("STATE_DIR", str(DEFAULT_STATE_DIR))))
     pg_port: int = field(default_factory=lambda: int(_env("PG_PORT", str(DEFAULT_PG_PORT))))
     #: Prefix for every topic name; tests use it to isolate themselves.
@@ -56,6 +58,15 @@ class Settings:
 
     def effective_database_url(self) -> str:
         return self.database_url or self.local_database_url()
+
+    def effective_api_public_url(self) -> str:
+        """Never the client's ``Host`` header: links a client follows point where we say."""
+        if self.api_public_url:
+            return self.api_public_url.rstrip("/")
+        host = "127.0.0.1" if self.bind in ("0.0.0.0", "") else "[::1]" if self.bind == "::" else self.bind
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"
+        return f"http://{host}:{self.api_port}"
 
 
 def load() -> Settings:

@@ -212,6 +212,18 @@ def test_an_organization_slug_names_its_oldest_monitor_with_that_slug(world: Wor
     assert frontend["id"] == str(world.frontend_nightly.guid)
 
 
+def test_a_slug_that_looks_like_another_monitors_guid_names_the_monitor_with_that_slug(
+        world: World, database_url: str, client: TestClient) -> None:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        lookalike = Seeder(conn).monitor(world.acme_id, world.backend_id, str(world.deploy.guid))
+    by_key = get(client, world.acme_token, f"/api/0/organizations/acme/monitors/{world.deploy.guid}/").json()
+    assert by_key["id"] == str(lookalike.guid)
+    assert get(client, world.acme_token, "/api/0/organizations/acme/monitors/deploy/").json()["id"] == str(
+        world.deploy.guid)
+    under_frontend = get(client, world.acme_token, f"/api/0/projects/acme/frontend/monitors/{world.deploy.guid}/")
+    assert under_frontend.json()["id"] == str(world.deploy.guid)
+
+
 @pytest.mark.parametrize("headers, detail", [
     ({}, "Authentication credentials were not provided."),
     ({"Authorization": "Bearer cpt_not-a-real-token"}, "Invalid token"),

@@ -50,3 +50,18 @@ def test_the_cli_refuses_bad_arguments_with_exit_status_2(argv, message, capsys)
         build_parser().parse_args(argv)
     assert exited.value.code == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["project", "create", "--org", "acme", "--slug", "123"], "'123': a slug cannot be only digits"),
+        (["org", "create", "42"], "'42': a slug cannot be only digits"),
+        (["project", "create", "--org", "acme", "--slug", "Bad Slug"], "'Bad Slug': use 1-50 of a-z"),
+    ],
+)
+def test_the_cli_refuses_all_digit_and_malformed_slugs_with_exit_status_2(argv, message, capsys) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(SystemExit) as exited:
+        build_parser().parse_args(argv)
+    assert exited.value.code == 2
+    assert message in capsys.readouterr().err
