@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -13,6 +15,7 @@ from psycopg_pool import AsyncConnectionPool
 from starlette.types import Receive, Scope, Send
 
 from api.auth import Authenticator
+from api.deletions import purge_forever
 from api.errors import install_error_handlers
 from api.metrics import MetricsMiddleware, metrics_endpoint
 from api.resolve import organization_monitor, project_monitor
@@ -21,9 +24,12 @@ from api.routes import ORG_PREFIX, PROJECT_PREFIX, monitor_routes, organization_
 from api.timeline_routes import timeline_routes
 from api.ui import ui_routes
 from api.ui.headers import InertResponses
+from api.write_routes import monitor_write_routes, organization_write_routes, project_write_routes
 from schemas.settings import load
 
-DESCRIPTION = "Read-only monitor API with Sentry's paths and field names. Bearer token of one organization."
+DESCRIPTION = ("Monitor API with Sentry's paths and field names. Bearer token of one organization;"
+               " write routes need a write token.")
+WRITE_POOL_SIZE = 2
 # Plans chosen per execution: the optional-filter idiom (`x IS NULL OR col = x`) makes a
 # generic plan a poor fit for most parameter combinations.
 CONNECTION_OPTIONS = "-c plan_cache_mode=force_custom_plan -c TimeZone=UTC -c default_transaction_read_only=on"
@@ -41,30 +47,43 @@ async def _configure(conn: Any) -> None:
     await conn.set_autocommit(True)
 
 
-def create_pool(database_url: str, max_size: int = 8) -> AsyncConnectionPool[Any]:
+def create_pool(database_url: str, max_size: int = 8, read_only: bool = True) -> AsyncConnectionPool[Any]:
     """Connections are checked on checkout, so one broken by a PostgreSQL restart is replaced
     instead of failing a request; an unreachable database is a PoolTimeout (→ 503)."""
+    options = CONNECTION_OPTIONS if read_only else CONNECTION_OPTIONS.replace("read_only=on", "read_only=off")
     return AsyncConnectionPool(database_url, min_size=1, max_size=max_size, open=False, configure=_configure,
-                               kwargs={"options": CONNECTION_OPTIONS, "connect_timeout": 3},
+                               kwargs={"options": options, "connect_timeout": 3},
                                timeout=POOL_TIMEOUT_S, check=AsyncConnectionPool.check_connection,
                                reconnect_timeout=RECONNECT_TIMEOUT_S)
 
 
-def create_app(database_url: str, pool_size: int = 8, public_url: str | None = None) -> FastAPI:
+def create_app(database_url: str, pool_size: int = 8, public_url: str | None = None,
+               purge_in_background: bool = True) -> FastAPI:
     """``public_url`` prefixes the ``Link`` headers (default ``CRONPIPE_API_PUBLIC_URL`` or the bind address)."""
     pool = create_pool(database_url, pool_size)
+    # Write routes and the purge of deleted monitors: their own small pool, so the read
+    # pool stays read-only by construction.
+    write_pool = create_pool(database_url, WRITE_POOL_SIZE, read_only=False)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await pool.open(wait=False)  # serve (503s, /readyz) while PostgreSQL is still away
+        await write_pool.open(wait=False)
+        purge = asyncio.create_task(purge_forever(write_pool)) if purge_in_background else None
         try:
             yield
         finally:
+            if purge is not None:
+                purge.cancel()
+                await asyncio.gather(purge, return_exceptions=True)
+            await write_pool.close()
             await pool.close()
 
     app = FastAPI(title="cronpipe read API", version="0", description=DESCRIPTION, lifespan=lifespan,
                   default_response_class=JsonResponse)
     app.state.pool = pool
+    app.state.write_pool = write_pool
+    app.state.now = lambda: datetime.now(UTC)  # the write routes' "now"; tests drive it
     app.state.authenticator = Authenticator()
     app.state.public_url = (public_url or load().effective_api_public_url()).rstrip("/")
     install_error_handlers(app)
@@ -72,6 +91,11 @@ def create_app(database_url: str, pool_size: int = 8, public_url: str | None = N
     app.include_router(monitor_routes(organization_monitor), prefix=f"{ORG_PREFIX}/monitors/{{monitor_id_or_slug}}",
                        tags=["monitors"])
     app.include_router(project_routes(), prefix=PROJECT_PREFIX, tags=["projects"])
+    app.include_router(organization_write_routes(), prefix=ORG_PREFIX, tags=["manage monitors"])
+    app.include_router(project_write_routes(), prefix=PROJECT_PREFIX, tags=["manage monitors"])
+    for resolve, prefix in ((organization_monitor, ORG_PREFIX), (project_monitor, PROJECT_PREFIX)):
+        app.include_router(monitor_write_routes(resolve), prefix=f"{prefix}/monitors/{{monitor_id_or_slug}}",
+                           tags=["manage monitors"])
     app.include_router(monitor_routes(project_monitor), prefix=f"{PROJECT_PREFIX}/monitors/{{monitor_id_or_slug}}",
                        tags=["project monitors"])
     app.include_router(timeline_routes())

@@ -35,7 +35,8 @@ def environment(row: EnvironmentRow) -> MonitorEnvironment:
 def _environment_fields(row: EnvironmentRow) -> dict[str, Any]:
     incident = None
     if row.incident_guid is not None and row.incident_start is not None:
-        incident = Incident(id=str(row.incident_guid), starting_timestamp=row.incident_start)
+        incident = Incident(id=str(row.incident_guid), starting_timestamp=row.incident_start,
+                            resolving_timestamp=row.incident_end)
     return {
         "name": row.environment, "status": _enum_name(MonitorStatus, row.status), "is_muted": row.is_muted,
         "last_check_in": row.last_checkin, "next_check_in": row.next_checkin,
@@ -54,11 +55,14 @@ def _config(stored: dict[str, Any]) -> MonitorConfigOut:
 
 
 def monitor(row: MonitorRow, environments: Iterable[EnvironmentRow]) -> Monitor:
+    environments = list(environments)
     return Monitor(
         id=str(row.guid), slug=row.slug, name=row.name, status=_enum_name(MonitorStatus, row.status),
         config=_config(row.config), date_created=row.date_created,
         project=ProjectRef(id=str(row.project_id), slug=row.project_slug),
         environments=[environment(e) for e in environments],
+        is_muted=all(e.is_muted for e in environments) if environments else row.is_muted,
+        is_upserting=row.is_upserting,
     )
 
 
@@ -67,7 +71,7 @@ def checkin(row: CheckInRow) -> CheckIn:
         id=str(row.guid), environment=row.environment, status=_enum_name(CheckInStatus, row.status),
         duration=row.duration_ms, date_created=row.date_added, date_added=row.date_added,
         date_updated=row.date_updated, expected_time=row.expected_time, monitor_config=row.monitor_config,
-        has_attachment=row.has_attachment,
+        has_attachment=row.has_attachment, date_in_progress=row.date_in_progress, date_clock=row.date_clock,
     )
 
 

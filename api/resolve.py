@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -20,7 +21,7 @@ from psycopg import AsyncConnection
 
 from api import store
 from api.auth import Authenticator, Grant, bearer_scheme
-from api.errors import NotFound
+from api.errors import ApiError, NotFound
 from api.store import CheckInRow, EnvironmentRow, MonitorRow, OrgRow, ProjectRow
 from api.throttle import client_key
 
@@ -132,6 +133,21 @@ async def caller_grant(
 
 async def caller_organization_id(grant: Annotated[Grant, Depends(caller_grant)]) -> int:
     return grant.organization_id
+
+
+async def write_grant(grant: Annotated[Grant, Depends(caller_grant)]) -> Grant:
+    """Write routes: 403 for a read token (before anything is looked up)."""
+    if not grant.can_write:
+        raise ApiError(403, "This token can only read; write routes need a token made with"
+                            " `cronpipe token create --org SLUG --scope write`")
+    return grant
+
+
+@asynccontextmanager
+async def writing(request: Request) -> AsyncIterator[AsyncConnection[Any]]:
+    """A writable connection in one transaction (committed when the block ends without error)."""
+    async with request.app.state.write_pool.connection() as conn, conn.transaction():
+        yield conn
 
 
 OrganizationKey = Annotated[str, Path(description="Organization id or slug")]

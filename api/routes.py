@@ -11,7 +11,7 @@ registration, and the closures' local ``Scope`` alias only exists at that moment
 
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
@@ -172,14 +172,21 @@ def organization_routes() -> APIRouter:
         project: Annotated[list[str] | None, Query(description="Project id or slug; repeatable")] = None,
         environment: Environments = None,
         status: Annotated[str | None, Query(description="active, disabled, ok or error")] = None,
+        query: Annotated[str | None, Query(max_length=200,
+                                           description="Free text on name or slug; `status:ok` tokens filter")] = None,
+        sort: Annotated[Literal["name", "status", "muted"], Query(description="name (default), status or muted")]
+        = "name",
         cursor: CursorParam = None, per_page: PerPage = MAX_PER_PAGE,
     ) -> list[Monitor]:
         offset = _offset(cursor)
-        monitors = await store.fetch_all(conn, MonitorRow, store.MONITOR_LIST, {
+        statuses, text = parse_list_query(query)
+        if status is not None:
+            statuses = [*(statuses or []), _status_filter(status)]
+        monitors = await store.fetch_all(conn, MonitorRow, store.monitor_list(sort), {
             "organization_id": org.id, "project_keys": project,
             "project_numbers": None if project is None else [n for p in project if (n := as_number(p)) is not None],
-            "environments": environment, "status": _status_filter(status), "disabled": MonitorStatus.DISABLED,
-            "limit": per_page + 1, "offset": offset})
+            "environments": environment, "statuses": statuses, "disabled": MonitorStatus.DISABLED,
+            "text": text, "limit": per_page + 1, "offset": offset})
         _offset_link(request, response, offset, per_page, len(monitors) > per_page)
         monitors = monitors[:per_page]
         environments = await _environments(conn, monitors, environment)
@@ -207,10 +214,24 @@ def project_routes() -> APIRouter:
     return router
 
 
-def _status_filter(status: str | None) -> int | None:
-    if status is None:
-        return None
+def _status_filter(status: str, parameter: str = "status") -> int:
     try:
         return int(parse_monitor_status(status))
     except ValueError as exc:
-        raise BadParameter("status", str(exc)) from exc
+        raise BadParameter(parameter, str(exc)) from exc
+
+
+def parse_list_query(query: str | None) -> tuple[list[int] | None, str | None]:
+    """Sentry's monitor-list ``query``: ``status:a,b`` tokens and free text (an ILIKE pattern)."""
+    if query is None:
+        return None, None
+    statuses: list[int] = []
+    words = []
+    for token in query.split():
+        if token.startswith("status:"):
+            statuses += [_status_filter(v, "query") for v in token[len("status:"):].split(",") if v]
+        else:
+            words.append(token)
+    text = " ".join(words)
+    pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%" if text else None
+    return statuses or None, pattern

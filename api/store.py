@@ -44,6 +44,8 @@ class MonitorRow:
     status: int
     config: dict[str, Any]
     date_created: datetime
+    is_muted: bool
+    is_upserting: bool
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,7 @@ class EnvironmentRow:
     date_created: datetime
     incident_guid: uuid.UUID | None
     incident_start: datetime | None
+    incident_end: datetime | None
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,8 @@ class CheckInRow:
     expected_time: datetime | None
     monitor_config: dict[str, Any] | None
     has_attachment: bool
+    date_clock: datetime | None
+    date_in_progress: datetime | None
 
 
 @dataclass(frozen=True)
@@ -113,7 +118,7 @@ ORDER BY p.id LIMIT 1
 
 _MONITOR_COLUMNS = """
 m.id, m.guid, m.organization_id, m.project_id, p.slug AS project_slug, m.slug, m.name,
-m.status, m.config, m.date_created
+m.status, m.config, m.date_created, m.is_muted, m.is_upserting
 """
 
 # The token's organization, the project (on project routes, when ``project_key`` is set)
@@ -142,39 +147,73 @@ LEFT JOIN LATERAL (
   WHERE m.organization_id = o.id
     AND (%(project_key)s::text IS NULL OR m.project_id = sp.id)
     AND (m.guid = %(guid)s::uuid OR m.slug = %(key)s::text)
+    AND NOT m.pending_deletion
   ORDER BY m.slug = %(key)s::text DESC, m.id LIMIT 1
 ) m ON true
 WHERE o.id = %(token_org_id)s::bigint
   AND (o.id = %(organization_number)s::bigint OR o.slug = %(organization_key)s::text)
 """
 
-MONITOR_LIST = f"""
-SELECT {_MONITOR_COLUMNS}
-FROM monitors m JOIN projects p ON p.id = m.project_id
-WHERE m.organization_id = %(organization_id)s::bigint
+# ``statuses`` are MonitorStatus values: DISABLED matches disabled monitors, the others
+# monitors that are not disabled and have an environment in that status. ``text`` is an
+# ILIKE pattern on name or slug (Sentry's free-text ``query``).
+_MONITOR_LIST_WHERE = """
+m.organization_id = %(organization_id)s::bigint AND NOT m.pending_deletion
   AND (%(project_keys)s::text[] IS NULL
        OR p.slug = ANY(%(project_keys)s::text[]) OR p.id = ANY(%(project_numbers)s::bigint[]))
   AND (%(environments)s::text[] IS NULL OR EXISTS (
         SELECT 1 FROM monitor_environments me
-        WHERE me.monitor_id = m.id AND me.environment = ANY(%(environments)s::text[])))
-  AND (%(status)s::smallint IS NULL
-       OR (%(status)s::smallint = %(disabled)s::smallint AND m.status = %(disabled)s::smallint)
-       OR (%(status)s::smallint <> %(disabled)s::smallint AND m.status <> %(disabled)s::smallint
-           AND EXISTS (
+        WHERE me.monitor_id = m.id AND NOT me.pending_deletion
+          AND me.environment = ANY(%(environments)s::text[])))
+  AND (%(statuses)s::smallint[] IS NULL
+       OR (m.status = %(disabled)s::smallint AND %(disabled)s::smallint = ANY(%(statuses)s::smallint[]))
+       OR (m.status <> %(disabled)s::smallint AND EXISTS (
              SELECT 1 FROM monitor_environments me
-             WHERE me.monitor_id = m.id AND me.status = %(status)s::smallint
+             WHERE me.monitor_id = m.id AND NOT me.pending_deletion AND me.status = ANY(%(statuses)s::smallint[])
                AND (%(environments)s::text[] IS NULL OR me.environment = ANY(%(environments)s::text[])))))
-ORDER BY m.name, m.id
+  AND (%(text)s::text IS NULL OR m.name ILIKE %(text)s::text OR m.slug ILIKE %(text)s::text)
+"""
+
+# Sort keys of the monitor list (Sentry's ``sort``): by name; by status (an open incident
+# first, then no result yet, then ok, disabled last); muted last.
+_STATUS_RANK = """
+CASE WHEN m.status = 1 THEN 9 ELSE coalesce((
+  SELECT min(CASE me.status WHEN 5 THEN 0 WHEN 0 THEN 1 WHEN 4 THEN 2 ELSE 3 END)
+  FROM monitor_environments me WHERE me.monitor_id = m.id AND NOT me.pending_deletion), 1) END
+"""
+_MUTED = """
+coalesce((SELECT bool_and(me.is_muted) FROM monitor_environments me
+          WHERE me.monitor_id = m.id AND NOT me.pending_deletion), m.is_muted)
+"""
+MONITOR_SORTS = {"name": "m.name, m.id", "status": f"{_STATUS_RANK}, m.name, m.id",
+                 "muted": f"{_MUTED}, m.name, m.id"}
+
+
+def monitor_list(sort: str) -> str:
+    """The monitor list query ordered by one of :data:`MONITOR_SORTS` (never client text)."""
+    return f"""
+SELECT {_MONITOR_COLUMNS}
+FROM monitors m JOIN projects p ON p.id = m.project_id
+WHERE {_MONITOR_LIST_WHERE}
+ORDER BY {MONITOR_SORTS[sort]}
 LIMIT %(limit)s::bigint OFFSET %(offset)s::bigint
+"""
+
+
+MONITORS_BY_ID = f"""
+SELECT {_MONITOR_COLUMNS}
+FROM monitors m JOIN projects p ON p.id = m.project_id
+WHERE m.id = ANY(%(ids)s::bigint[])
+ORDER BY m.id
 """
 
 ENVIRONMENTS = """
 SELECT me.id, me.monitor_id, me.environment, me.status, me.is_muted, me.last_checkin,
        me.next_checkin, me.next_checkin_latest, me.date_created,
-       i.guid AS incident_guid, i.starting_timestamp AS incident_start
+       i.guid AS incident_guid, i.starting_timestamp AS incident_start, i.resolving_timestamp AS incident_end
 FROM monitor_environments me
 LEFT JOIN incidents i ON i.monitor_environment_id = me.id AND i.resolving_timestamp IS NULL
-WHERE me.monitor_id = ANY(%(monitor_ids)s::bigint[])
+WHERE me.monitor_id = ANY(%(monitor_ids)s::bigint[]) AND NOT me.pending_deletion
   AND (%(environments)s::text[] IS NULL OR me.environment = ANY(%(environments)s::text[]))
 ORDER BY me.monitor_id, me.environment
 """
@@ -182,11 +221,12 @@ ORDER BY me.monitor_id, me.environment
 _CHECKIN_COLUMNS = """
 c.id, c.guid, me.environment, c.status, c.duration_ms, c.date_added, c.date_updated,
 c.expected_time, c.monitor_config,
-EXISTS (SELECT 1 FROM checkin_attachments a WHERE a.checkin_guid = c.guid) AS has_attachment
+EXISTS (SELECT 1 FROM checkin_attachments a WHERE a.checkin_guid = c.guid) AS has_attachment,
+c.date_clock, CASE WHEN c.timeout_at IS NOT NULL THEN c.date_added END AS date_in_progress
 """
 
 _CHECKIN_FILTERS = """
-c.monitor_id = %(monitor_id)s::bigint
+c.monitor_id = %(monitor_id)s::bigint AND NOT me.pending_deletion
 AND (%(environments)s::text[] IS NULL OR me.environment = ANY(%(environments)s::text[]))
 AND (%(since)s::timestamptz IS NULL OR c.date_added >= %(since)s::timestamptz)
 AND (%(until)s::timestamptz IS NULL OR c.date_added <= %(until)s::timestamptz)

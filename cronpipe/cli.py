@@ -150,6 +150,13 @@ def cmd_key_revoke(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_monitor(settings: Settings, args: argparse.Namespace) -> int:
+    from cronpipe.monitors import run
+
+    _emit(run(settings.effective_database_url(), args))
+    return 0
+
+
 def cmd_services_start(settings: Settings, args: argparse.Namespace) -> int:
     from cronpipe.local.stack import start_services
 
@@ -267,6 +274,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = key.add_parser("revoke", help="deactivate a project's public key (the gateway stops accepting it)")
     p.add_argument("public_key")
     p.set_defaults(func=cmd_key_revoke)
+
+    from cronpipe.monitors import add_parser as add_monitor_parser
+
+    add_monitor_parser(sub, cmd_monitor)
 
     svc = sub.add_parser("services", help="start/stop the local Kafka and PostgreSQL").add_subparsers(dest="action", required=True)
     svc.add_parser("start", help="start local Kafka and PostgreSQL unless configured elsewhere").set_defaults(func=cmd_services_start)

@@ -8,9 +8,9 @@ Sentry's API read cronpipe unchanged.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 
@@ -65,6 +65,10 @@ class Monitor(ApiModel):
     date_created: datetime
     project: ProjectRef
     environments: list[MonitorEnvironment]
+    #: Every environment muted (with none yet: muted as a whole), as Sentry's serializer.
+    is_muted: bool
+    #: The last config came from a check-in (managed in code), not from the API.
+    is_upserting: bool
 
 
 class CheckIn(ApiModel):
@@ -78,6 +82,10 @@ class CheckIn(ApiModel):
     expected_time: datetime | None
     monitor_config: dict[str, Any] | None
     has_attachment: bool
+    #: When the job reported IN_PROGRESS (null when it reported only its result).
+    date_in_progress: datetime | None
+    #: The message time that last wrote this check-in (the clock's time for MISSED/TIMEOUT).
+    date_clock: datetime | None
 
 
 class EnvironmentDetails(MonitorEnvironment):
@@ -141,3 +149,52 @@ class MonitorsTimeline(ApiModel):
     resolution: int
     buckets: int
     monitors: list[TimelineMonitor]
+# --- request bodies of the write routes -----------------------------------------------------
+
+
+def _no_nul(text: str) -> str:
+    if "\x00" in text:
+        raise ValueError("must not contain NUL characters")
+    return text
+
+
+Text = Annotated[str, AfterValidator(_no_nul)]
+
+
+class MonitorWrite(BaseModel):
+    """A monitor create (POST) or partial update (PUT) body; camelCase or snake_case keys,
+    as Sentry's validator accepts. Unknown keys (``owner``, ``alertRule``...) are ignored."""
+
+    model_config = ConfigDict(frozen=True, alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+    project: Annotated[Text, Field(min_length=1, max_length=64)] | Annotated[int, Field(ge=1)] | None = None
+    name: Annotated[Text, Field(min_length=1, max_length=128)] | None = None
+    slug: Annotated[Text, Field(min_length=1, max_length=128)] | None = None
+    status: Literal["active", "disabled"] | None = None
+    is_muted: bool | None = None
+    #: The monitor config in any of the check-in ``monitor_config`` shapes; on PUT merged
+    #: into the stored one and validated as a whole.
+    config: dict[str, Any] | None = None
+
+
+class EnvironmentWrite(BaseModel):
+    model_config = ConfigDict(frozen=True, alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+    is_muted: bool
+
+
+class BulkWrite(BaseModel):
+    """Bulk edit: ``status`` and/or ``isMuted`` for every monitor guid in ``ids``."""
+
+    model_config = ConfigDict(frozen=True, alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+    ids: Annotated[list[Annotated[str, Field(max_length=64)]], Field(min_length=1, max_length=1000)]
+    status: Literal["active", "disabled"] | None = None
+    is_muted: bool | None = None
+
+
+class BulkResult(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    updated: list[Monitor]
+    errored: list[Monitor]

@@ -59,11 +59,17 @@ def advance_partition_clocks(conn: Conn, topic: str, minutes: Mapping[int, datet
 
 LOAD_PROJECTS = "SELECT id, organization_id FROM projects WHERE id = ANY(%(ids)b::bigint[])"
 
+# Locked first, in id order: the lock order of docs/api.md (monitors, then environments,
+# then check-ins), shared with the API's write routes and the clock tasks. An API update
+# (schedule, status) that commits while a batch waits is then what the batch reads, so
+# neither overwrites the other with values computed from a stale config.
 LOAD_MONITORS = """
 SELECT m.id, m.project_id, m.organization_id, m.slug, m.name, m.status, m.config::text
   FROM monitors AS m
   JOIN unnest(%(project_ids)b::bigint[], %(slugs)b::text[]) AS k (project_id, slug)
        ON m.project_id = k.project_id AND m.slug = k.slug
+ ORDER BY m.id
+   FOR NO KEY UPDATE OF m
 """
 
 # Locked (in id order, as consumers.incidents.store does) because the clock tasks move
@@ -231,22 +237,26 @@ SELECT * FROM unnest(%(ids)b::bigint[], %(org_ids)b::bigint[], %(project_ids)b::
 """
 
 UPDATE_MONITOR_CONFIGS = """
-UPDATE monitors AS m SET config = u.config
+UPDATE monitors AS m SET config = u.config, is_upserting = true
   FROM unnest(%(ids)b::bigint[], %(configs)s::jsonb[]) AS u (id, config)
  WHERE m.id = u.id
 """
 
 # Environments carry the incident runs (consumers.incidents.rules.IncidentState) in the same
-# row: they are written with the schedule fields in one statement per batch.
+# row: they are written with the schedule fields in one statement per batch. A new
+# environment of a muted monitor starts muted (the monitor row is locked by LOAD_MONITORS).
 INSERT_ENVIRONMENTS = """
 INSERT INTO monitor_environments (id, monitor_id, environment, status, last_checkin, next_checkin,
                                   next_checkin_latest, rate_minute, rate_count, failure_run,
-                                  failure_run_start_id, failure_run_start_at, ok_run)
-SELECT * FROM unnest(%(ids)b::bigint[], %(monitor_ids)b::bigint[], %(names)b::text[],
-                     %(statuses)b::smallint[], %(last)b::timestamptz[], %(next)b::timestamptz[],
-                     %(latest)b::timestamptz[], %(rate_minutes)b::timestamptz[], %(rate_counts)b::integer[],
-                     %(failure_runs)b::integer[], %(start_ids)b::bigint[], %(start_ats)b::timestamptz[],
-                     %(ok_runs)b::integer[])
+                                  failure_run_start_id, failure_run_start_at, ok_run, is_muted)
+SELECT u.*, coalesce((SELECT m.is_muted FROM monitors m WHERE m.id = u.monitor_id), false)
+  FROM unnest(%(ids)b::bigint[], %(monitor_ids)b::bigint[], %(names)b::text[],
+              %(statuses)b::smallint[], %(last)b::timestamptz[], %(next)b::timestamptz[],
+              %(latest)b::timestamptz[], %(rate_minutes)b::timestamptz[], %(rate_counts)b::integer[],
+              %(failure_runs)b::integer[], %(start_ids)b::bigint[], %(start_ats)b::timestamptz[],
+              %(ok_runs)b::integer[])
+       AS u (id, monitor_id, environment, status, last_checkin, next_checkin, next_checkin_latest, rate_minute,
+             rate_count, failure_run, failure_run_start_id, failure_run_start_at, ok_run)
 """
 
 # The rows are locked by LOAD_ENVIRONMENTS, so the values computed from them are current.

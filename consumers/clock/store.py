@@ -184,6 +184,16 @@ SELECT me.id, me.monitor_id, m.project_id, (m.status = {int(MonitorStatus.DISABL
    FOR UPDATE OF me
 """
 
+# The lock order of docs/api.md: monitors (by id) before their environments. Shared locks:
+# clock tasks do not change monitors, but they wait for an API write or a processor batch
+# on the monitor to commit, so the status and config they read next are current.
+LOCK_TASK_MONITORS = """
+SELECT 1 FROM monitors
+ WHERE id IN (SELECT monitor_id FROM monitor_environments WHERE id = ANY(%(ids)b::bigint[]))
+ ORDER BY id
+   FOR SHARE
+"""
+
 # "A newer finished check-in" is Sentry's: a job-reported OK or ERROR started later.
 LOAD_TIMEOUT_CHECKINS = f"""
 SELECT c.id, c.monitor_environment_id, c.status, c.date_added, c.timeout_at,
@@ -283,7 +293,9 @@ def load_task_environments(conn: Conn, env_ids: Iterable[int]) -> dict[int, Task
     """The environments the tasks name, locked (in id order) until the transaction ends."""
     if not env_ids:
         return {}
-    rows = conn.execute(LOAD_TASK_ENVIRONMENTS, {"ids": sorted(set(env_ids))})
+    params = {"ids": sorted(set(env_ids))}
+    conn.execute(LOCK_TASK_MONITORS, params)
+    rows = conn.execute(LOAD_TASK_ENVIRONMENTS, params)
     return {r[0]: TaskEnvironment(id=r[0], monitor_id=r[1], project_id=r[2], disabled=r[3],
                                   status=MonitorStatus(r[4]), config_json=r[5], next_checkin=r[6],
                                   next_checkin_latest=r[7],

@@ -83,7 +83,7 @@ def test_checkins_come_newest_first_with_sentry_fields(world: World, client: Tes
         "id": str(world.attached.guid), "environment": "production", "status": "error", "duration": 1004,
         "dateCreated": "2026-03-01T16:00:00Z", "dateAdded": "2026-03-01T16:00:00Z",
         "dateUpdated": "2026-03-01T16:00:00Z", "expectedTime": None, "monitorConfig": newest["monitorConfig"],
-        "hasAttachment": True,
+        "hasAttachment": True, "dateInProgress": None, "dateClock": None,
     }
     assert [c["status"] for c in body if c["environment"] == "production"] == \
         ["error", "timeout", "missed", "error", "ok"]
