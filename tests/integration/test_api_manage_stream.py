@@ -116,28 +116,56 @@ def test_a_check_in_upsert_never_re_enables_or_unmutes_and_new_environments_star
     app = create_app(pipeline.database_url, pool_size=1, purge_in_background=False)
     headers = {"Authorization": f"Bearer {token}"}
 
+    client = TestClient(app)
+    job = "/api/0/organizations/acme/monitors/job/"
+
     async def scenario() -> None:
         pipeline.check_in("job", "ok", monitor_config=CRONTAB, environment="production")
         await pipeline.drain()
-        with TestClient(app) as client:
-            shown = client.get("/api/0/organizations/acme/monitors/job/", headers=headers).json()
-            assert shown["isUpserting"] is True
-            body = client.put("/api/0/organizations/acme/monitors/job/", headers=headers,
-                              json={"isMuted": True, "config": {"checkin_margin": 7}}).json()
-            assert body["isMuted"] is True and body["isUpserting"] is False
-        pipeline.check_in("job", "ok", monitor_config=CRONTAB, environment="staging", at=datetime(2024, 4, 24, 16, 1,
-                                                                                              tzinfo=UTC))
+        assert client.get(job, headers=headers).json()["isUpserting"] is True
+        body = client.put(job, headers=headers, json={"isMuted": True, "config": {"checkin_margin": 7}}).json()
+        assert body["isMuted"] is True and body["isUpserting"] is False
+        pipeline.check_in("job", "ok", monitor_config=CRONTAB, environment="staging",
+                          at=datetime(2024, 4, 24, 16, 1, tzinfo=UTC))
         await pipeline.drain()
-        with TestClient(app) as client:
-            body = client.get("/api/0/organizations/acme/monitors/job/", headers=headers).json()
-            assert body["isUpserting"] is True and body["config"]["checkin_margin"] == 3
-            assert {e["name"]: e["isMuted"] for e in body["environments"]} == {"production": True, "staging": True}
-            client.put("/api/0/organizations/acme/monitors/job/", headers=headers, json={"status": "disabled"})
+        body = client.get(job, headers=headers).json()
+        assert body["isUpserting"] is True and body["config"]["checkin_margin"] == 3
+        assert {e["name"]: e["isMuted"] for e in body["environments"]} == {"production": True, "staging": True}
+        client.put(job, headers=headers, json={"status": "disabled"})
         pipeline.check_in("job", "ok", monitor_config=CRONTAB, environment="production",
                           at=datetime(2024, 4, 24, 17, 1, tzinfo=UTC))
         await pipeline.drain()
 
-    pipeline.run(scenario)
+    with client:
+        pipeline.run(scenario)
     assert pipeline.one("SELECT status, is_muted FROM monitors WHERE slug = 'job'") == (1, True)
     assert pipeline.errors()[-1][0] == ProcessingErrorType.MONITOR_DISABLED
     assert len(pipeline.checkins("job")) == 2
+
+
+def test_a_batch_waiting_on_an_api_update_computes_with_the_config_the_update_stored(pipeline: Pipeline) -> None:
+    """No lost update: the processor locks the monitor before reading it, so a check-in that
+    arrives while a PUT is uncommitted is processed with the PUT's schedule."""
+    from api import manage
+    from schemas.api import MonitorWrite
+
+    first = datetime(2024, 4, 24, 15, 47, 52, tzinfo=UTC)
+    second = first + timedelta(hours=1)  # 16:47:52; hourly → 17:00, every five minutes → 16:50
+
+    async def scenario() -> None:
+        pipeline.check_in("job", "ok", monitor_config=CRONTAB, at=first)
+        await pipeline.drain()
+        monitor_id, org_id = pipeline.one("SELECT id, organization_id FROM monitors WHERE slug = 'job'")  # type: ignore[misc]
+        async with await psycopg.AsyncConnection.connect(pipeline.database_url, autocommit=True) as conn:
+            async with conn.transaction():
+                await manage.update_monitor(conn, org_id, monitor_id,
+                                            MonitorWrite(config={"schedule": "*/5 * * * *"}), second)
+                pipeline.check_in("job", "ok", at=second)  # no monitor_config: the stored one applies
+                assert pipeline.producer.flush(15) == 0
+                await asyncio.sleep(1.0)  # let the batch reach the lock (it passes either way)
+        await pipeline.drain()
+
+    import asyncio
+
+    pipeline.run(scenario)
+    assert pipeline.one("SELECT next_checkin FROM monitor_environments") == (datetime(2024, 4, 24, 16, 50, tzinfo=UTC),)
