@@ -294,14 +294,17 @@ NOT_ALL_IDS = "Not all ids are valid for this organization."
 MONITORS_BY_GUID = """
 SELECT id, guid FROM monitors
 WHERE organization_id = %(organization_id)s AND guid = ANY(%(guids)s::uuid[]) AND NOT pending_deletion
+  AND (%(project_id)s::bigint IS NULL OR project_id = %(project_id)s::bigint)
 ORDER BY id
 """
 
 
 async def bulk_update(conn: Conn, organization_id: int, guids: list[uuid.UUID], body: MonitorWrite,
-                      now: datetime) -> list[int]:
-    """Apply ``status`` / ``isMuted`` to every monitor of ``guids`` (ids in lock order)."""
-    cur = await conn.execute(MONITORS_BY_GUID, {"organization_id": organization_id, "guids": guids})
+                      now: datetime, project_id: int | None = None) -> list[int]:
+    """Apply ``status`` / ``isMuted`` to every monitor of ``guids`` (of ``project_id`` when
+    given), locked in id order; 400 when one is not there."""
+    cur = await conn.execute(MONITORS_BY_GUID, {"organization_id": organization_id, "guids": guids,
+                                                "project_id": project_id})
     rows = await cur.fetchall()
     if len(rows) != len(set(guids)):
         raise ApiError(400, NOT_ALL_IDS, "ids")

@@ -96,19 +96,13 @@ def organization_write_routes() -> APIRouter:
 
     @router.put("/monitors/", response_model=BulkResult, summary="Bulk edit: status and/or isMuted of many monitors")
     async def bulk_edit(org: Organization, request: Request, body: BulkWrite) -> BulkResult:
-        guids = [g for g in (_guid(i) for i in body.ids) if g is not None]
-        if len(guids) != len(body.ids):  # not even a guid: not valid for this organization either
-            raise ApiError(400, manage.NOT_ALL_IDS, "ids")
-        async with writing(request) as conn:
-            ids = await manage.bulk_update(conn, org.id, guids,
-                                           MonitorWrite(status=body.status, is_muted=body.is_muted), _now(request))
-            return BulkResult(updated=await stored_monitors(conn, ids), errored=[])
+        return await _bulk_edit(request, org.id, None, body)
 
     return router
 
 
 def project_write_routes() -> APIRouter:
-    """POST on ``/projects/{org}/{project}/monitors/``: the body's project is the path's."""
+    """POST and bulk PUT on ``/projects/{org}/{project}/monitors/``: the project is the path's."""
     router = APIRouter(responses=WRITE_ERRORS, dependencies=WriteAccess)
 
     @router.post("/monitors/", status_code=201, response_model=Monitor, summary="Create a monitor in this project")
@@ -120,7 +114,23 @@ def project_write_routes() -> APIRouter:
             monitor_id = await manage.create_monitor(conn, org.id, body.model_copy(update={"project": proj.id}))
             return (await stored_monitors(conn, [monitor_id]))[0]
 
+    @router.put("/monitors/", response_model=BulkResult, summary="Bulk edit monitors of this project")
+    async def bulk_edit_project(org: Organization, proj: Annotated[ProjectRow, Depends(project)], request: Request,
+                                body: BulkWrite) -> BulkResult:
+        return await _bulk_edit(request, org.id, proj.id, body)
+
     return router
+
+
+async def _bulk_edit(request: Request, organization_id: int, project_id: int | None, body: BulkWrite) -> BulkResult:
+    guids = [g for g in (_guid(i) for i in body.ids) if g is not None]
+    if len(guids) != len(body.ids):  # not even a guid: not valid for this organization either
+        raise ApiError(400, manage.NOT_ALL_IDS, "ids")
+    async with writing(request) as conn:
+        ids = await manage.bulk_update(conn, organization_id, guids,
+                                       MonitorWrite(status=body.status, is_muted=body.is_muted), _now(request),
+                                       project_id)
+        return BulkResult(updated=await stored_monitors(conn, ids), errored=[])
 
 
 def _guid(text: str) -> uuid.UUID | None:

@@ -272,6 +272,11 @@ def test_bulk_edit_changes_every_listed_monitor_and_refuses_foreign_ids(api: Api
         response = api.call("PUT", f"{ORG}/monitors/", {"ids": bad, "status": "active"})
         assert response.json() == {"detail": "Not all ids are valid for this organization.", "parameter": "ids"}
     assert api.call("GET", f"{ORG}/monitors/a/").json()["status"] == "disabled"
+    in_frontend = api.call("POST", "/api/0/projects/acme/frontend/monitors/", {"name": "c", "config": HOURLY}).json()
+    twin = api.call("PUT", "/api/0/projects/acme/frontend/monitors/", {"ids": [in_frontend["id"]], "isMuted": True})
+    assert twin.json()["updated"][0]["isMuted"] is True
+    outside = api.call("PUT", "/api/0/projects/acme/frontend/monitors/", {"ids": ids, "status": "active"})
+    assert outside.json()["parameter"] == "ids"
 
 
 def test_the_list_filters_by_query_and_status_and_sorts_by_muted(api: Api) -> None:
