@@ -283,7 +283,9 @@ def test_the_list_filters_by_query_and_status_and_sorts_by_muted(api: Api) -> No
     api.create(name="backup db")
     api.create(name="backup files", status="disabled")
     api.create(name="report", isMuted=True)
-    names = lambda **p: [m["name"] for m in api.call("GET", f"{ORG}/monitors/", params=p).json()]  # noqa: E731
+    def names(**params: str) -> list[str]:
+        return [m["name"] for m in api.call("GET", f"{ORG}/monitors/", params=params).json()]
+
     assert names(query="backup") == ["backup db", "backup files"]
     assert names(query="backup status:disabled") == ["backup files"]
     assert names(query="status:disabled") == ["backup files"]
@@ -374,7 +376,9 @@ def cli(database_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.Captu
 
 def test_cronpipe_monitor_runs_the_same_operations(api: Api, database_url: str, monkeypatch: pytest.MonkeyPatch,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
-    run = lambda *a: cli(database_url, monkeypatch, capsys, "monitor", *a)  # noqa: E731
+    def run(*argv: str) -> tuple[int, Any]:
+        return cli(database_url, monkeypatch, capsys, "monitor", *argv)
+
     code, created = run("create", "--org", "acme", "--project", "backend", "--name", "Nightly",
                         "--config", json.dumps(HOURLY))
     assert code == 0 and created["slug"] == "nightly" and created["isUpserting"] is False

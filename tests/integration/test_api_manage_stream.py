@@ -8,6 +8,7 @@ upsert never re-enables a disabled monitor or un-mutes a muted one.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -156,16 +157,14 @@ def test_a_batch_waiting_on_an_api_update_computes_with_the_config_the_update_st
         pipeline.check_in("job", "ok", monitor_config=CRONTAB, at=first)
         await pipeline.drain()
         monitor_id, org_id = pipeline.one("SELECT id, organization_id FROM monitors WHERE slug = 'job'")  # type: ignore[misc]
-        async with await psycopg.AsyncConnection.connect(pipeline.database_url, autocommit=True) as conn:
-            async with conn.transaction():
-                await manage.update_monitor(conn, org_id, monitor_id,
-                                            MonitorWrite(config={"schedule": "*/5 * * * *"}), second)
-                pipeline.check_in("job", "ok", at=second)  # no monitor_config: the stored one applies
-                assert pipeline.producer.flush(15) == 0
-                await asyncio.sleep(1.0)  # let the batch reach the lock (it passes either way)
+        conn = await psycopg.AsyncConnection.connect(pipeline.database_url, autocommit=True)
+        async with conn, conn.transaction():
+            await manage.update_monitor(conn, org_id, monitor_id,
+                                        MonitorWrite(config={"schedule": "*/5 * * * *"}), second)
+            pipeline.check_in("job", "ok", at=second)  # no monitor_config: the stored one applies
+            assert pipeline.producer.flush(15) == 0
+            await asyncio.sleep(1.0)  # let the batch reach the lock (it passes either way)
         await pipeline.drain()
-
-    import asyncio
 
     pipeline.run(scenario)
     assert pipeline.one("SELECT next_checkin FROM monitor_environments") == (datetime(2024, 4, 24, 16, 50, tzinfo=UTC),)
