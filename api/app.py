@@ -30,6 +30,7 @@ from schemas.settings import load
 DESCRIPTION = ("Monitor API with Sentry's paths and field names. Bearer token of one organization;"
                " write routes need a write token.")
 WRITE_POOL_SIZE = 2
+WRITE_LOCK_TIMEOUT = "5s"
 # Plans chosen per execution: the optional-filter idiom (`x IS NULL OR col = x`) makes a
 # generic plan a poor fit for most parameter combinations.
 CONNECTION_OPTIONS = "-c plan_cache_mode=force_custom_plan -c TimeZone=UTC -c default_transaction_read_only=on"
@@ -50,7 +51,10 @@ async def _configure(conn: Any) -> None:
 def create_pool(database_url: str, max_size: int = 8, read_only: bool = True) -> AsyncConnectionPool[Any]:
     """Connections are checked on checkout, so one broken by a PostgreSQL restart is replaced
     instead of failing a request; an unreachable database is a PoolTimeout (→ 503)."""
-    options = CONNECTION_OPTIONS if read_only else CONNECTION_OPTIONS.replace("read_only=on", "read_only=off")
+    # Writes wait at most WRITE_LOCK_TIMEOUT for a row a processor batch or clock task holds
+    # (api.resolve.writing answers 503 then), never indefinitely.
+    options = CONNECTION_OPTIONS if read_only else (
+        CONNECTION_OPTIONS.replace("read_only=on", "read_only=off") + f" -c lock_timeout={WRITE_LOCK_TIMEOUT}")
     return AsyncConnectionPool(database_url, min_size=1, max_size=max_size, open=False, configure=_configure,
                                kwargs={"options": options, "connect_timeout": 3},
                                timeout=POOL_TIMEOUT_S, check=AsyncConnectionPool.check_connection,

@@ -17,7 +17,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Path, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials
-from psycopg import AsyncConnection
+from psycopg import AsyncConnection, errors
 
 from api import store
 from api.auth import Authenticator, Grant, bearer_scheme
@@ -146,8 +146,12 @@ async def write_grant(grant: Annotated[Grant, Depends(caller_grant)]) -> Grant:
 @asynccontextmanager
 async def writing(request: Request) -> AsyncIterator[AsyncConnection[Any]]:
     """A writable connection in one transaction (committed when the block ends without error)."""
-    async with request.app.state.write_pool.connection() as conn, conn.transaction():
-        yield conn
+    try:
+        async with request.app.state.write_pool.connection() as conn, conn.transaction():
+            yield conn
+    except (errors.LockNotAvailable, errors.DeadlockDetected, errors.SerializationFailure):
+        raise ApiError(503, "The monitor is busy (being written by the pipeline); retry",
+                       headers={"Retry-After": "1"}) from None
 
 
 OrganizationKey = Annotated[str, Path(description="Organization id or slug")]

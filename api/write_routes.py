@@ -23,7 +23,8 @@ from api.store import EnvironmentRow, MonitorRow, ProjectRow
 from schemas.api import BulkResult, BulkWrite, EnvironmentWrite, ErrorBody, Monitor, MonitorWrite
 
 WRITE_ERRORS: dict[int | str, dict[str, Any]] = {
-    **ERRORS, 403: {"model": ErrorBody, "description": "The token can only read"}}
+    **ERRORS, 403: {"model": ErrorBody, "description": "The token can only read"},
+    503: {"model": ErrorBody, "description": "The monitor stayed locked by the pipeline for 5 s; retry"}}
 ACCEPTED: dict[int | str, dict[str, Any]] = {202: {"description": "Deleted; the rows are purged in the background"}}
 WriteAccess = [Depends(write_grant)]
 EnvironmentName = Annotated[str, Path(description="Environment name")]

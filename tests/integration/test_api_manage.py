@@ -396,3 +396,14 @@ def test_cronpipe_monitor_runs_the_same_operations(api: Api, database_url: str, 
     code, err = run("show", "--org", "acme", "nightly")
     assert code == 1 and "Monitor not found" in err
 
+
+
+def test_a_write_that_cannot_lock_the_monitor_in_time_is_a_503_and_changes_nothing(api: Api,
+                                                                                   database_url: str) -> None:
+    api.create(name="job")
+    with psycopg.connect(database_url) as holder:  # a pipeline transaction that holds the monitor row
+        holder.execute("SELECT 1 FROM monitors WHERE slug = 'job' FOR UPDATE")
+        busy = api.call("PUT", f"{ORG}/monitors/job/", {"name": "renamed"})
+        assert (busy.status_code, busy.headers["retry-after"]) == (503, "1")
+    assert api.call("GET", f"{ORG}/monitors/job/").json()["name"] == "job"
+    assert api.call("PUT", f"{ORG}/monitors/job/", {"name": "renamed"}).json()["name"] == "renamed"
