@@ -22,7 +22,7 @@ MAX_PER_PAGE = 100
 MAX_LINK_TARGET = 2048
 #: Query parameters that select or shape a page; anything else is not echoed.
 PAGE_PARAMETERS = frozenset({"environment", "since", "until", "statsPeriod", "per_page", "project", "status",
-                             "query", "sort", "owner"})
+                             "query", "sort", "owner", "monitor", "resolution"})
 
 
 def page_target(request: Request) -> str:

@@ -32,16 +32,16 @@ PATH = f"{ORG_PREFIX}/monitors-timeline/"
 # The monitor list's filters (api.store.MONITOR_LIST) plus ``monitor`` (guid or slug).
 TIMELINE_MONITORS = """
 SELECT m.id, m.guid, m.organization_id, m.project_id, p.slug AS project_slug, m.slug, m.name,
-       m.status, m.config, m.date_created
+       m.status, m.config, m.date_created, m.is_muted, m.is_upserting
 FROM monitors m JOIN projects p ON p.id = m.project_id
-WHERE m.organization_id = %(organization_id)s::bigint
+WHERE m.organization_id = %(organization_id)s::bigint AND NOT m.pending_deletion
   AND (%(project_keys)s::text[] IS NULL
        OR p.slug = ANY(%(project_keys)s::text[]) OR p.id = ANY(%(project_numbers)s::bigint[]))
   AND (%(monitor_keys)s::text[] IS NULL
        OR m.slug = ANY(%(monitor_keys)s::text[]) OR m.guid = ANY(%(monitor_guids)s::uuid[]))
   AND (%(environments)s::text[] IS NULL OR EXISTS (
         SELECT 1 FROM monitor_environments me
-        WHERE me.monitor_id = m.id AND me.environment = ANY(%(environments)s::text[])))
+        WHERE me.monitor_id = m.id AND NOT me.pending_deletion AND me.environment = ANY(%(environments)s::text[])))
 ORDER BY m.name, m.id
 LIMIT %(limit)s::bigint OFFSET %(offset)s::bigint
 """
@@ -112,7 +112,7 @@ def timeline_routes() -> APIRouter:
         more = len(monitors) > per_page
         monitors = monitors[:per_page]
         body = await _timeline_body(conn, plan, monitors, environment)
-        headers = {"Link": link_header(request.url, Cursor(0, max(offset - per_page, 0), True), offset > 0,
+        headers = {"Link": link_header(request, Cursor(0, max(offset - per_page, 0), True), offset > 0,
                                        Cursor(0, offset + per_page, False), more)}
         return JsonResponse(body, headers=headers)
 
