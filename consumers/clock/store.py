@@ -181,17 +181,15 @@ SELECT me.id, me.monitor_id, m.project_id, (m.status = {int(MonitorStatus.DISABL
   FROM monitor_environments me JOIN monitors m ON m.id = me.monitor_id
  WHERE me.id = ANY(%(ids)b::bigint[])
  ORDER BY me.id
-   FOR UPDATE OF me
 """
 
-# The lock order of docs/api.md: monitors (by id) before their environments. Shared locks:
-# clock tasks do not change monitors, but they wait for an API write or a processor batch
-# on the monitor to commit, so the status and config they read next are current.
-LOCK_TASK_MONITORS = """
-SELECT 1 FROM monitors
- WHERE id IN (SELECT monitor_id FROM monitor_environments WHERE id = ANY(%(ids)b::bigint[]))
- ORDER BY id
-   FOR SHARE
+# Environments are locked first, in id order, by their own statement; the values are read
+# by a second one. An API write or a processor batch on the monitor holds the monitor's
+# environments until it commits (docs/api.md "Consistency with the stream"), so once the
+# locks are granted a new statement sees the monitor's current status and config, where
+# the locking statement itself would join the monitor row as it was before the wait.
+LOCK_TASK_ENVIRONMENTS = """
+SELECT id FROM monitor_environments WHERE id = ANY(%(ids)b::bigint[]) ORDER BY id FOR UPDATE
 """
 
 # "A newer finished check-in" is Sentry's: a job-reported OK or ERROR started later.
@@ -294,7 +292,7 @@ def load_task_environments(conn: Conn, env_ids: Iterable[int]) -> dict[int, Task
     if not env_ids:
         return {}
     params = {"ids": sorted(set(env_ids))}
-    conn.execute(LOCK_TASK_MONITORS, params)
+    conn.execute(LOCK_TASK_ENVIRONMENTS, params)
     rows = conn.execute(LOAD_TASK_ENVIRONMENTS, params)
     return {r[0]: TaskEnvironment(id=r[0], monitor_id=r[1], project_id=r[2], disabled=r[3],
                                   status=MonitorStatus(r[4]), config_json=r[5], next_checkin=r[6],
