@@ -121,6 +121,6 @@ async def purge_forever(pool: AsyncConnectionPool[Any], idle_seconds: float = ID
                     await asyncio.sleep(0)
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # noqa: BLE001 - the loop must outlive a database outage
+        except Exception as exc:  # the loop must outlive a database outage
             log.warning("monitor purge failed, retrying in %.0f s: %s", idle_seconds, exc)
         await asyncio.sleep(idle_seconds)

@@ -8,7 +8,6 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
-from api_seed import Seeder
 from fastapi.testclient import TestClient
 
 from api.app import create_app
@@ -16,6 +15,7 @@ from api.auth import hash_token
 from api.throttle import FAILURE_BURST
 from cronpipe.admin import AdminError, create_project, new_token
 from cronpipe.cli import main
+from tests.integration.api_seed import Seeder
 
 pytestmark = pytest.mark.postgres
 

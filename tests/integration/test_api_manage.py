@@ -12,12 +12,12 @@ from typing import Any
 
 import psycopg
 import pytest
-from api_seed import Seeder
 from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.deletions import purge_all
 from cronpipe.cli import main
+from tests.integration.api_seed import Seeder
 
 pytestmark = pytest.mark.postgres
 

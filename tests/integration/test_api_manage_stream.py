@@ -15,14 +15,14 @@ from typing import Any
 
 import psycopg
 import pytest
-from checkins_pipeline import Pipeline
-from clock_helpers import ClockRig, checkins_of, crontab_config, seed_monitor, seed_project
 from fastapi.testclient import TestClient
 
 from api.app import create_app
 from cronpipe.admin import create_token
 from schemas.enums import CheckInStatus, ProcessingErrorType
 from schemas.topics import Topics
+from tests.integration.checkins_pipeline import Pipeline
+from tests.integration.clock_helpers import ClockRig, checkins_of, crontab_config, seed_monitor, seed_project
 
 T = datetime(2026, 5, 4, 10, 0, tzinfo=UTC)
 M = timedelta(minutes=1)

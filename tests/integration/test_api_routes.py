@@ -9,6 +9,7 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
+from tests.integration.api_seed import Seeder
 from tests.integration.api_world import T0, World, seed_world
 
 pytestmark = pytest.mark.postgres
