@@ -208,10 +208,13 @@ ORDER BY c.date_added ASC, c.id ASC
 LIMIT %(limit)s::bigint
 """
 
+# checkins is partitioned by date_added: checkin_guids names the one partition to read.
 CHECKIN_BY_GUID = f"""
 SELECT {_CHECKIN_COLUMNS}
-FROM checkins c JOIN monitor_environments me ON me.id = c.monitor_environment_id
-WHERE c.monitor_id = %(monitor_id)s::bigint AND c.guid = %(guid)s::uuid
+FROM checkin_guids g
+JOIN checkins c ON c.id = g.checkin_id AND c.date_added = g.date_added
+JOIN monitor_environments me ON me.id = c.monitor_environment_id
+WHERE g.guid = %(guid)s::uuid AND c.monitor_id = %(monitor_id)s::bigint
 """
 
 CHECKIN_LATEST = f"""

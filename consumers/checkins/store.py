@@ -81,7 +81,15 @@ SELECT e.id, e.monitor_id, e.environment, e.status, e.last_checkin, e.next_check
 _CHECKIN_COLUMNS = """id, guid, project_id, monitor_id, monitor_environment_id, status, date_added,
        date_clock, expected_time, timeout_at, duration_ms, trace_id, release"""
 
-LOAD_CHECKINS = f"SELECT {_CHECKIN_COLUMNS} FROM checkins WHERE guid = ANY(%(guids)b::uuid[])"
+_CHECKIN_COLUMNS_C = ", ".join(f"c.{c.strip()}" for c in _CHECKIN_COLUMNS.split(","))
+
+# checkins is partitioned by date_added: the guid's row in checkin_guids names the one
+# partition to look in (run-time partition pruning on the nested loop's parameters).
+LOAD_CHECKINS = f"""
+SELECT {_CHECKIN_COLUMNS_C}
+  FROM checkin_guids g JOIN checkins c ON c.id = g.checkin_id AND c.date_added = g.date_added
+ WHERE g.guid = ANY(%(guids)b::uuid[])
+"""
 
 # The newest n IN_PROGRESS check-ins of each environment: n is how many zero-UUID
 # messages of that environment the batch holds.
@@ -267,16 +275,16 @@ UPDATE monitor_environments AS e
 COPY_CHECKINS = """
 COPY checkins (id, guid, project_id, monitor_id, monitor_environment_id, status, date_added,
                date_updated, date_clock, expected_time, timeout_at, duration_ms, monitor_config,
-               trace_id, release) FROM STDIN
+               trace_id, release, retention_days) FROM STDIN
 """
 
 UPDATE_CHECKINS = """
 UPDATE checkins AS c
    SET status = u.status, duration_ms = u.duration_ms, date_clock = u.date_clock,
        date_updated = clock_timestamp()
-  FROM unnest(%(ids)b::bigint[], %(statuses)b::smallint[], %(durations)b::integer[],
-              %(clocks)b::timestamptz[]) AS u (id, status, duration_ms, date_clock)
- WHERE c.id = u.id
+  FROM unnest(%(ids)b::bigint[], %(dates)b::timestamptz[], %(statuses)b::smallint[], %(durations)b::integer[],
+              %(clocks)b::timestamptz[]) AS u (id, date_added, status, duration_ms, date_clock)
+ WHERE c.id = u.id AND c.date_added = u.date_added
 """
 
 UPSERT_ROLLUPS = """
@@ -330,6 +338,7 @@ def write_batch(conn: Conn, state: BatchState, result: BatchResult) -> None:
     update_monitor_configs(conn, [m for m in monitors if m.dirty and not m.is_new])
     insert_environments(conn, [e for e in envs if e.is_new])
     update_environments(conn, [e for e in envs if (e.dirty or e.incident_dirty) and not e.is_new])
+    ensure_partitions(conn, [c for c in checkins if c.is_new])
     copy_checkins(conn, [c for c in checkins if c.is_new])
     update_checkins(conn, [c for c in checkins if not c.is_new])
     write_incidents(conn, result)
@@ -376,6 +385,14 @@ def update_environments(conn: Conn, envs: Sequence[EnvState]) -> None:
         conn.execute(UPDATE_ENVIRONMENTS, _env_columns(envs))
 
 
+def ensure_partitions(conn: Conn, checkins: Sequence[CheckInState]) -> None:
+    """Create the day partitions new rows need (a backfill, a producer's bad clock): a
+    check-in is never refused for its date. One cheap call per batch when they exist."""
+    days = sorted({c.date_added.astimezone(UTC).date() for c in checkins})
+    if days:
+        conn.execute("SELECT cronpipe_ensure_checkins_partitions(%(days)s::date[])", {"days": days})
+
+
 def copy_checkins(conn: Conn, checkins: Sequence[CheckInState]) -> None:
     if not checkins:
         return
@@ -384,14 +401,14 @@ def copy_checkins(conn: Conn, checkins: Sequence[CheckInState]) -> None:
         for c in checkins:
             copy.write_row((c.id, c.guid, c.project_id, c.monitor_id, c.env_id, int(c.status), c.date_added,
                             written_at, c.date_clock, c.expected_time, c.timeout_at, c.duration_ms,
-                            c.monitor_config, c.trace_id, c.release))
+                            c.monitor_config, c.trace_id, c.release, c.retention_days))
 
 
 def update_checkins(conn: Conn, checkins: Sequence[CheckInState]) -> None:
     if checkins:
         conn.execute(UPDATE_CHECKINS, {
-            "ids": [c.id for c in checkins], "statuses": [int(c.status) for c in checkins],
-            "durations": [c.duration_ms for c in checkins], "clocks": [c.date_clock for c in checkins]})
+            "ids": [c.id for c in checkins], "dates": [c.date_added for c in checkins],
+            "statuses": [int(c.status) for c in checkins], "durations": [c.duration_ms for c in checkins], "clocks": [c.date_clock for c in checkins]})
 
 
 def write_incidents(conn: Conn, result: BatchResult) -> None:
