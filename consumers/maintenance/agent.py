@@ -1,0 +1,58 @@
+"""The worker's maintenance task: a retention pass every ``CRONPIPE_MAINTENANCE_INTERVAL``
+seconds (0: never), the first one an interval after the worker starts.
+
+Every worker runs the task; the pass's advisory lock makes the one that holds it the
+leader for that pass, and the others skip it, so one pass runs at a time across workers.
+The pass runs in a thread (DETACH ... CONCURRENTLY waits for older transactions); a stop
+request lets the statement in flight finish and skips the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from datetime import datetime, timezone
+
+import faust
+
+from consumers.context import WorkerContext
+from consumers.maintenance.plan import config_from_settings
+from consumers.maintenance.run import Summary, maintain
+
+log = logging.getLogger("cronpipe.maintenance")
+
+
+def register(app: faust.App, ctx: WorkerContext) -> None:
+    interval = ctx.settings.maintenance_interval_s
+    if interval <= 0:
+        return
+
+    @app.task
+    async def maintenance() -> None:
+        while True:
+            await asyncio.sleep(interval)
+            await run_pass(ctx)
+
+
+async def run_pass(ctx: WorkerContext) -> Summary | None:
+    """One pass in a thread; errors are logged, never fatal (the next pass retries)."""
+    stop = threading.Event()
+    work = asyncio.ensure_future(asyncio.to_thread(_pass, ctx, stop))
+    try:
+        return await asyncio.shield(work)
+    except asyncio.CancelledError:
+        stop.set()
+        await asyncio.wait([work])
+        raise
+
+
+def _pass(ctx: WorkerContext, stop: threading.Event) -> Summary | None:
+    try:
+        summary = maintain(ctx.settings.effective_database_url(), datetime.now(timezone.utc),
+                           config_from_settings(ctx.settings), progress=log.info, should_stop=stop.is_set)
+    except Exception:  # a failed pass must not stop ingestion; the next one starts over
+        log.exception("maintenance pass failed")
+        return None
+    log.info("maintenance pass: %s", summary.as_json())
+    return summary
