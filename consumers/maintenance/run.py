@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime, timezone
 from typing import Any
 
 import psycopg
@@ -31,6 +31,8 @@ class Summary:
     dropped: list[str] = field(default_factory=list)
     dropped_checkins_guids: int = 0
     trimmed_checkins: int = 0
+    #: Late check-ins written to a day while it was dropped, kept longer: moved back.
+    rescued_checkins: int = 0
     attachments_deleted: int = 0
     hourly_rollups_deleted: int = 0
     daily_rollups_deleted: int = 0
@@ -75,8 +77,10 @@ class _Pass:
     summary: Summary
     progress: Progress
     should_stop: Callable[[], bool]
+    today: date = date.min
 
     def run(self, now: datetime) -> None:
+        self.today = now.astimezone(timezone.utc).date()
         self.finish_interrupted()
         partitions = store.load_partitions(self.conn)
         decided = plan(now, partitions.attached, store.load_retentions(self.conn), self.config)
@@ -103,7 +107,7 @@ class _Pass:
             store.finalize_detach(self.conn, part)
         for part in partitions.detach_pending + partitions.leftovers:
             self.progress(f"dropping {part}, detached by an interrupted pass")
-            store.drop_detached(self.conn, part)
+            self.summary.rescued_checkins += store.drop_detached(self.conn, part, self.today)
             self.summary.dropped.append(part)
 
     def create(self, decided: Plan) -> None:
@@ -124,7 +128,7 @@ class _Pass:
             after = last
         self.progress(f"{part}: detaching (concurrently) and dropping")
         store.detach_concurrently(self.conn, part)
-        store.drop_detached(self.conn, part)
+        self.summary.rescued_checkins += store.drop_detached(self.conn, part, self.today)
         self.summary.dropped.append(part)
 
     def trim(self, part: str, day: Any, r: int) -> None:

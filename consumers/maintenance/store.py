@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -30,7 +30,7 @@ SELECT c.relname, i.inhdetachpending
 # between DETACH and DROP.
 LEFTOVERS = """
 SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
- WHERE n.nspname = 'public' AND c.relkind = 'r' AND c.relname ~ '^checkins_p[0-9]{8}$'
+ WHERE n.nspname = 'public' AND c.relkind = 'r' AND c.relname ~ '^checkins_p[0-9]{8}(_detached)?$'
    AND NOT EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhrelid = c.oid)
 """
 
@@ -90,7 +90,7 @@ class Partitions:
 
 
 def partition_day(name: str) -> date:
-    return datetime.strptime(name.removeprefix("checkins_p"), "%Y%m%d").date()
+    return datetime.strptime(name.removeprefix("checkins_p")[:8], "%Y%m%d").date()
 
 
 def load_partitions(conn: Conn) -> Partitions:
@@ -150,12 +150,39 @@ def finalize_detach(conn: Conn, part: str) -> None:
     conn.execute(sql.SQL("ALTER TABLE checkins DETACH PARTITION {} FINALIZE").format(sql.Identifier(part)))
 
 
-def drop_detached(conn: Conn, part: str) -> None:
-    """Drop a detached partition and forget its day's retentions, in one transaction: a
-    writer recreating that day meanwhile waits (the name is taken) and writes its own."""
+# Rows written to a day while it was being dropped (a late check-in kept longer than the
+# rest of its day) go back into checkins, in a new partition of that day.
+RESCUE = """
+WITH late AS (SELECT * FROM {part}
+               WHERE (date_added AT TIME ZONE 'UTC')::date + retention_days + 1 > %(today)s::date),
+     unlisted AS (DELETE FROM checkin_guids g USING late WHERE g.guid = late.guid AND g.checkin_id = late.id)
+INSERT INTO checkins SELECT * FROM late
+"""
+
+LONGEST_RETENTION = "SELECT max(retention_days) FROM checkin_retention_days WHERE day = %(day)s::date"
+
+
+def drop_detached(conn: Conn, part: str, today: date) -> int:
+    """Drop a detached partition and forget its day's retentions, in one transaction;
+    returns how many rows it moved back first (see RESCUE). Once DETACH CONCURRENTLY has
+    returned nothing writes to the table any more, so its day's retentions are final."""
+    day = partition_day(part)
     with conn.transaction():
+        row = conn.execute(LONGEST_RETENTION, {"day": day}).fetchone()
+        longest = row[0] if row else None
+        forget_retentions(conn, day, 2**31 - 1)
+        rescued = 0
+        if longest is not None and day + timedelta(days=longest + 1) > today:
+            if not part.endswith("_detached"):  # free the name for the day's new partition
+                moved = f"{part}_detached"
+                conn.execute(sql.SQL("ALTER TABLE {} RENAME TO {}").format(sql.Identifier(part),
+                                                                           sql.Identifier(moved)))
+                part = moved
+            ensure_partitions(conn, [day])
+            rescued = conn.execute(sql.SQL(RESCUE).format(part=sql.Identifier(part)),  # type: ignore[arg-type]
+                                   {"today": today}).rowcount
         conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(part)))
-        forget_retentions(conn, partition_day(part), 2**31 - 1)
+    return rescued
 
 
 def prune_rollups(conn: Conn, resolution: int, before: datetime, n: int) -> int:

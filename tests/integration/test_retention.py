@@ -13,11 +13,11 @@ from typing import Any
 import psycopg
 import pytest
 from api_seed import Seeder
+from retention_seed import seed_history
 from fastapi.testclient import TestClient
 
 from consumers.maintenance.plan import RetentionConfig, expired
 from consumers.maintenance.run import maintain
-from schemas.enums import CheckInStatus
 
 UTC = timezone.utc
 DAYS = 200
@@ -56,23 +56,10 @@ def world(database_url: str) -> Iterator[World]:
         token = seed.token("acme")
         monitor = seed.monitor(org_id, project_id, "nightly")
         envs = [seed.environment(monitor, "production"), seed.environment(monitor, "staging")]
-        conn.execute("SELECT cronpipe_ensure_checkins_partitions(ARRAY(SELECT %s::date + n"
-                     " FROM generate_series(0, %s) AS n))", (FIRST, DAYS - 1))
-        rows: dict[uuid.UUID, tuple[date, int]] = {}
-        attachments: set[uuid.UUID] = set()
-        with conn.cursor().copy("COPY checkins (guid, project_id, monitor_id, monitor_environment_id, status,"
-                                " date_added, date_updated, duration_ms, retention_days) FROM STDIN") as copy:
-            for n in range(DAYS):
-                day = FIRST + timedelta(days=n)
-                for k, (minute, retention) in enumerate(((30, 30), (30, 90), (23 * 60 + 30, 30), (23 * 60 + 30, 90))):
-                    guid = uuid.uuid4()
-                    at = datetime.combine(day, time(), UTC) + timedelta(minutes=minute)
-                    status = CheckInStatus.ERROR if n % 5 == 0 and k == 0 else CheckInStatus.OK
-                    copy.write_row((guid, project_id, monitor.id, envs[k % 2], int(status), at, at, 1000 + n,
-                                    retention))
-                    rows[guid] = (day, retention)
-                    if k == 0:
-                        attachments.add(guid)
+        rows = seed_history(conn, project_id=project_id, monitor_id=monitor.id, env_ids=envs, first=FIRST,
+                            days=DAYS, per_day=((30, 30), (30, 90), (23 * 60 + 30, 30), (23 * 60 + 30, 90)))
+        # An attachment on each day's first check-in.
+        attachments = {g for i, g in enumerate(rows) if i % 4 == 0}
         conn.execute("INSERT INTO checkin_attachments (checkin_guid, project_id, monitor_id, filename,"
                      " content_type, size, data, date_added)"
                      " SELECT c.guid, c.project_id, c.monitor_id, 'out.log', 'text/plain', 2, 'ok', c.date_added"
