@@ -12,7 +12,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Final
 
 import orjson
@@ -33,7 +33,7 @@ from consumers.incidents import store as incident_store
 from consumers.incidents.outbox import OutboxEvent
 from consumers.incidents.rules import INITIAL_STATE
 from schemas.enums import CheckInStatus, MonitorStatus
-from schemas.monitor_config import ConfigError, MonitorConfig, config_from_json
+from schemas.monitor_config import MAX_MAX_RUNTIME, ConfigError, MonitorConfig, config_from_json
 
 UTC = timezone.utc
 #: Processing errors kept per project; older ones are deleted as new ones arrive.
@@ -92,14 +92,18 @@ SELECT {_CHECKIN_COLUMNS_C}
 """
 
 # The newest n IN_PROGRESS check-ins of each environment: n is how many zero-UUID
-# messages of that environment the batch holds.
+# messages of that environment the batch holds. Only check-ins that started within the
+# longest possible max_runtime (plus a day) before the batch can still be running, and
+# the bound prunes the day partitions older than that (the lookup cannot name a date).
 LOAD_IN_PROGRESS = f"""
 SELECT c.* FROM unnest(%(env_ids)b::bigint[], %(limits)b::integer[]) AS k (env_id, n)
  CROSS JOIN LATERAL (
        SELECT {_CHECKIN_COLUMNS} FROM checkins
         WHERE monitor_environment_id = k.env_id AND status = 3
+          AND (%(since)s::timestamptz IS NULL OR date_added >= %(since)s::timestamptz)
         ORDER BY date_added DESC LIMIT k.n) AS c
 """
+IN_PROGRESS_HORIZON: Final = timedelta(minutes=MAX_MAX_RUNTIME, days=1)
 
 ALLOCATE_IDS = "SELECT nextval(%(sequence)s::regclass) FROM generate_series(1, %(n)s::integer)"
 
@@ -117,6 +121,8 @@ class BatchKeys:
     #: Monitor keys of messages that carry a monitor_config (may create the monitor).
     upsert_keys: set[tuple[int, str]]
     checkins: int
+    #: Start time of the earliest zero-UUID message (bounds the in-progress lookup).
+    latest_since: datetime | None = None
 
 
 def load_batch_state(conn: Conn, keys: BatchKeys) -> BatchState:
@@ -125,7 +131,7 @@ def load_batch_state(conn: Conn, keys: BatchKeys) -> BatchState:
     monitors = load_monitors(conn, keys.monitor_keys)
     envs = load_environments(conn, monitors, keys.env_keys)
     checkins = load_checkins(conn, LOAD_CHECKINS, {"guids": list(keys.guids)}) if keys.guids else []
-    in_progress = load_in_progress(conn, envs, keys.latest)
+    in_progress = load_in_progress(conn, envs, keys.latest, keys.latest_since)
     state = BatchState(projects=projects, monitors=monitors, envs=envs,
                        checkins={c.guid: c for c in checkins}, in_progress={})
     for checkin in in_progress:
@@ -207,12 +213,13 @@ def load_checkins(conn: Conn, query: str, params: Mapping[str, Any]) -> list[Che
 
 
 def load_in_progress(conn: Conn, envs: Mapping[tuple[int, str, str], EnvState],
-                     latest: Mapping[tuple[int, str, str], int]) -> list[CheckInState]:
+                     latest: Mapping[tuple[int, str, str], int], since: datetime | None = None) -> list[CheckInState]:
     wanted = [(envs[key].id, n) for key, n in latest.items() if key in envs]
     if not wanted:
         return []
+    bound = None if since is None else since - IN_PROGRESS_HORIZON
     return load_checkins(conn, LOAD_IN_PROGRESS, {"env_ids": [e for e, _ in wanted],
-                                                  "limits": [n for _, n in wanted]})
+                                                  "limits": [n for _, n in wanted], "since": bound})
 
 
 def allocate_ids(conn: Conn, keys: BatchKeys, state: BatchState) -> IdPool:

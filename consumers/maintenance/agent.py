@@ -1,8 +1,9 @@
 """The worker's maintenance task: a retention pass every ``CRONPIPE_MAINTENANCE_INTERVAL``
 seconds (0: never), the first one an interval after the worker starts.
 
-Every worker runs the task; the pass's advisory lock makes the one that holds it the
-leader for that pass, and the others skip it, so one pass runs at a time across workers.
+Only faust's leader runs it (``on_leader``, like the clock pulses); the pass's advisory
+lock also keeps a leader change or a concurrent ``cronpipe maintain`` from running a
+second pass at the same time (that one returns ``skipped``).
 The pass runs in a thread (DETACH ... CONCURRENTLY waits for older transactions); a stop
 request lets the statement in flight finish and skips the rest.
 """
@@ -28,11 +29,12 @@ def register(app: faust.App, ctx: WorkerContext) -> None:
     if interval <= 0:
         return
 
-    @app.task
+    # Leader only, as the clock's pulses: faust's leader election needs its leader topic.
+    app.conf.topic_disable_leader = False
+
+    @app.timer(interval, on_leader=True)
     async def maintenance() -> None:
-        while True:
-            await asyncio.sleep(interval)
-            await run_pass(ctx)
+        await run_pass(ctx)
 
 
 async def run_pass(ctx: WorkerContext) -> Summary | None:

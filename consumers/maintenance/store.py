@@ -123,7 +123,7 @@ def ensure_partitions(conn: Conn, days: Iterable[date]) -> int:
 
 def forget_guids(conn: Conn, part: str, after: int, n: int) -> tuple[int | None, int, int]:
     """(last id scanned or None at the end, guid rows deleted, attachments deleted)."""
-    row = conn.execute(sql.SQL(FORGET_GUIDS).format(part=sql.Identifier(part)),  # type: ignore[arg-type]
+    row = conn.execute(sql.SQL(FORGET_GUIDS).format(part=sql.Identifier(part)),
                        {"after": after, "n": n}).fetchone()
     assert row is not None
     return row[0], int(row[1]), int(row[2])
@@ -131,7 +131,7 @@ def forget_guids(conn: Conn, part: str, after: int, n: int) -> tuple[int | None,
 
 def trim(conn: Conn, part: str, r: int, after: int, n: int) -> tuple[int | None, int, int]:
     """(last id scanned or None at the end, check-ins deleted, attachments deleted)."""
-    row = conn.execute(sql.SQL(TRIM).format(part=sql.Identifier(part)),  # type: ignore[arg-type]
+    row = conn.execute(sql.SQL(TRIM).format(part=sql.Identifier(part)),
                        {"after": after, "n": n, "r": r}).fetchone()
     assert row is not None
     return row[0], int(row[1]), int(row[2])
@@ -179,7 +179,7 @@ def drop_detached(conn: Conn, part: str, today: date) -> int:
                                                                            sql.Identifier(moved)))
                 part = moved
             ensure_partitions(conn, [day])
-            rescued = conn.execute(sql.SQL(RESCUE).format(part=sql.Identifier(part)),  # type: ignore[arg-type]
+            rescued = conn.execute(sql.SQL(RESCUE).format(part=sql.Identifier(part)),
                                    {"today": today}).rowcount
         conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(part)))
     return rescued

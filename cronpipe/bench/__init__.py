@@ -19,6 +19,7 @@ BENCHMARKS = {
     "api": "read API stats/list latency vs computing from the check-ins table",
     "ceilings": "faust no-op agent vs confluent-kafka + handle_batch vs bare consumer on one topic",
     "notify": "incidents → outbox → relay → notifier → webhook: mass-outage delivery time, commit→delivery at a steady rate",
+    "retention": "partitioning: migration time, partition drop vs DELETE of a day, size of 10 M check-ins",
 }
 
 

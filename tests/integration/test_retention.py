@@ -13,8 +13,8 @@ from typing import Any
 import psycopg
 import pytest
 from api_seed import Seeder
-from retention_seed import seed_history
 from fastapi.testclient import TestClient
+from retention_seed import seed_history
 
 from consumers.maintenance.plan import RetentionConfig, expired
 from consumers.maintenance.run import maintain

@@ -14,9 +14,9 @@ from checkins_pipeline import CRONTAB, Pipeline
 from clock_helpers import read_all
 from retention_seed import seed_history
 
+from consumers.checkins.processing import ProcessorConfig
 from consumers.maintenance.plan import RetentionConfig, expired
 from consumers.maintenance.run import maintain
-from consumers.processing import ProcessorConfig
 from schemas.messages import encode_check_in
 from schemas.topics import Topics
 
