@@ -195,6 +195,8 @@ SELECT {_CHECKIN_COLUMNS}
 FROM checkins c JOIN monitor_environments me ON me.id = c.monitor_environment_id
 WHERE {_CHECKIN_FILTERS}
   AND (%(key_date)s::timestamptz IS NULL OR (c.date_added, c.id) < (%(key_date)s::timestamptz, %(key_id)s::bigint))
+  -- Implied by the row comparison, but only a plain bound prunes the day partitions.
+  AND (%(key_date)s::timestamptz IS NULL OR c.date_added <= %(key_date)s::timestamptz)
 ORDER BY c.date_added DESC, c.id DESC
 LIMIT %(limit)s::bigint
 """
@@ -204,6 +206,7 @@ SELECT {_CHECKIN_COLUMNS}
 FROM checkins c JOIN monitor_environments me ON me.id = c.monitor_environment_id
 WHERE {_CHECKIN_FILTERS}
   AND (c.date_added, c.id) > (%(key_date)s::timestamptz, %(key_id)s::bigint)
+  AND c.date_added >= %(key_date)s::timestamptz
 ORDER BY c.date_added ASC, c.id ASC
 LIMIT %(limit)s::bigint
 """
