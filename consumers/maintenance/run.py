@@ -118,14 +118,12 @@ class _Pass:
 
     def drop(self, part: str) -> None:
         self.progress(f"{part}: every row expired; forgetting its guids")
-        after, n = 0, self.config.batch_size
         while True:
-            last, guids, attachments = store.forget_guids(self.conn, part, after, n)
+            guids, attachments = store.forget_guids(self.conn, store.partition_day(part), self.config.batch_size)
             self.summary.dropped_checkins_guids += guids
             self.summary.attachments_deleted += attachments
-            if last is None:
+            if not guids:
                 break
-            after = last
         self.progress(f"{part}: detaching (concurrently) and dropping")
         store.detach_concurrently(self.conn, part)
         self.summary.rescued_checkins += store.drop_detached(self.conn, part, self.today)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
 
 import psycopg
@@ -38,14 +38,16 @@ RETENTIONS = "SELECT day, retention_days FROM checkin_retention_days"
 
 ENSURE = "SELECT cronpipe_ensure_checkins_partitions(%(days)s::date[])"
 
-# One bounded step through a partition in id order: delete the guid rows (and their
-# attachments) of the check-ins scanned. Used before a partition is detached.
+# One bounded step of a drop: delete up to n guid rows of the partition's day (by the
+# date_added index, in heap order) and their attachments. Used before it is detached.
 FORGET_GUIDS = """
-WITH scanned AS (SELECT id, guid FROM {part} WHERE id > %(after)s::bigint ORDER BY id LIMIT %(n)s::integer),
-     gone AS (DELETE FROM checkin_guids g USING scanned s
-               WHERE g.guid = s.guid AND g.checkin_id = s.id RETURNING g.guid),
+WITH gone AS (DELETE FROM checkin_guids WHERE ctid = ANY(ARRAY(
+                  SELECT ctid FROM checkin_guids
+                   WHERE date_added >= %(lo)s::timestamptz AND date_added < %(hi)s::timestamptz
+                   LIMIT %(n)s::integer))
+              RETURNING guid),
      attachments AS (DELETE FROM checkin_attachments a USING gone WHERE a.checkin_guid = gone.guid RETURNING 1)
-SELECT (SELECT max(id) FROM scanned), (SELECT count(*) FROM gone), (SELECT count(*) FROM attachments)
+SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM attachments)
 """
 
 # One bounded step of a trim: of the next n rows in id order, delete those kept at most
@@ -121,12 +123,12 @@ def ensure_partitions(conn: Conn, days: Iterable[date]) -> int:
     return int(row[0]) if row else 0
 
 
-def forget_guids(conn: Conn, part: str, after: int, n: int) -> tuple[int | None, int, int]:
-    """(last id scanned or None at the end, guid rows deleted, attachments deleted)."""
-    row = conn.execute(sql.SQL(FORGET_GUIDS).format(part=sql.Identifier(part)),
-                       {"after": after, "n": n}).fetchone()
+def forget_guids(conn: Conn, day: date, n: int) -> tuple[int, int]:
+    """(guid rows deleted, attachments deleted) of one bounded step; (0, 0) when done."""
+    lo = datetime.combine(day, time(), timezone.utc)
+    row = conn.execute(FORGET_GUIDS, {"lo": lo, "hi": lo + timedelta(days=1), "n": n}).fetchone()
     assert row is not None
-    return row[0], int(row[1]), int(row[2])
+    return int(row[0]), int(row[1])
 
 
 def trim(conn: Conn, part: str, r: int, after: int, n: int) -> tuple[int | None, int, int]:

@@ -70,6 +70,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rows", type=positive_int, default=10_000_000,
                         help="check-ins for the size figures (default 10000000)")
     parser.add_argument("--size-days", type=positive_int, default=10, help="days they span (default 10)")
+    parser.add_argument("--only", choices=["migration", "drop", "size"], action="append",
+                        help="run only these parts (repeatable; default all)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch databases")
 
 
@@ -134,9 +136,8 @@ def measure_drop_vs_delete(url: str, rows: int) -> dict[str, Any]:
         conn.execute("VACUUM ANALYZE checkin_guids")
         part = f"checkins_p{day:%Y%m%d}"
         started = time.perf_counter()
-        after: int | None = 0
-        while after is not None:
-            after, _, _ = maintenance.forget_guids(conn, part, after, 10_000)
+        while maintenance.forget_guids(conn, day, 10_000)[0]:
+            pass
         forget = time.perf_counter() - started
         started = time.perf_counter()
         maintenance.detach_concurrently(conn, part)
@@ -213,15 +214,20 @@ def measure_size_and_partition_count(url: str, rows: int, days: int) -> dict[str
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
     results: dict[str, Any] = {}
-    log(f"migration of {args.migrate_rows} rows")
-    results["migration"] = measure_migration(settings, args.migrate_rows, args.keep)
-    with scratch_database(settings, args.keep) as url:
-        apply_migrations(url)
-        log(f"drop vs DELETE of one day of {args.day_rows} rows")
-        results["drop_vs_delete"] = measure_drop_vs_delete(url, args.day_rows)
-    with scratch_database(settings, args.keep) as url:
-        apply_migrations(url)
-        log(f"size after {args.rows} rows over {args.size_days} days")
-        results["size"] = measure_size_and_partition_count(url, args.rows, args.size_days)
+    parts = set(args.only or ["migration", "drop", "size"])
+    if "migration" in parts:
+        log(f"migration of {args.migrate_rows} rows")
+        results["migration"] = measure_migration(settings, args.migrate_rows, args.keep)
+        log(f"migration: {results['migration']}")
+    if "drop" in parts:
+        with scratch_database(settings, args.keep) as url:
+            apply_migrations(url)
+            log(f"drop vs DELETE of one day of {args.day_rows} rows")
+            results["drop_vs_delete"] = measure_drop_vs_delete(url, args.day_rows)
+    if "size" in parts:
+        with scratch_database(settings, args.keep) as url:
+            apply_migrations(url)
+            log(f"size after {args.rows} rows over {args.size_days} days")
+            results["size"] = measure_size_and_partition_count(url, args.rows, args.size_days)
     print(json.dumps(results, indent=2))
     return 0

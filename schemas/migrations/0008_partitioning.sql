@@ -53,6 +53,9 @@ CREATE TABLE checkin_guids (
     date_added  timestamptz NOT NULL
 );
 
+-- A dropped day's guid rows are deleted by date_added range, in batches.
+CREATE INDEX checkin_guids_date ON checkin_guids (date_added);
+
 -- Which retentions each day's partition holds, maintained by the same trigger: the
 -- maintenance reads the longest one to know when a partition may be dropped, and the
 -- shorter ones to know when a batch delete is due, without scanning the partition.
