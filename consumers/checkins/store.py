@@ -415,7 +415,8 @@ def update_checkins(conn: Conn, checkins: Sequence[CheckInState]) -> None:
     if checkins:
         conn.execute(UPDATE_CHECKINS, {
             "ids": [c.id for c in checkins], "dates": [c.date_added for c in checkins],
-            "statuses": [int(c.status) for c in checkins], "durations": [c.duration_ms for c in checkins], "clocks": [c.date_clock for c in checkins]})
+            "statuses": [int(c.status) for c in checkins], "durations": [c.duration_ms for c in checkins],
+            "clocks": [c.date_clock for c in checkins]})
 
 
 def write_incidents(conn: Conn, result: BatchResult) -> None:

@@ -32,9 +32,11 @@ def register(app: faust.App, ctx: WorkerContext) -> None:
     # Leader only, as the clock's pulses: faust's leader election needs its leader topic.
     app.conf.topic_disable_leader = False
 
-    @app.timer(interval, on_leader=True)
     async def maintenance() -> None:
         await run_pass(ctx)
+
+    # Called, not used as a decorator: faust types its decorators loosely.
+    app.timer(interval, on_leader=True)(maintenance)
 
 
 async def run_pass(ctx: WorkerContext) -> Summary | None:

@@ -93,7 +93,7 @@ def scratch_database(settings: Settings, keep: bool) -> Iterator[str]:
 
 def _timed(conn: Conn, query: str, params: dict[str, Any] | None = None) -> float:
     started = time.perf_counter()
-    conn.execute(query, params)  # type: ignore[arg-type]
+    conn.execute(query, params)
     return time.perf_counter() - started
 
 
@@ -112,7 +112,7 @@ def measure_migration(settings: Settings, rows: int, keep: bool) -> dict[str, An
             if version >= "0008":
                 break
             with conn.transaction():
-                conn.execute(path.read_text())  # type: ignore[arg-type]
+                conn.execute(path.read_text())
                 conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (version,))
         today = date.today()
         seeded = _insert(conn, rows, today - timedelta(days=90), 90.0)
@@ -178,10 +178,10 @@ def _sizes(conn: Conn) -> dict[str, int]:
 
 
 def _query_ms(conn: Conn, query: str, params: dict[str, Any], repeat: int = 200) -> float:
-    conn.execute(query, params)  # type: ignore[arg-type]
+    conn.execute(query, params)
     started = time.perf_counter()
     for _ in range(repeat):
-        conn.execute(query, params)  # type: ignore[arg-type]
+        conn.execute(query, params)
     return round((time.perf_counter() - started) / repeat * 1000, 3)
 
 

@@ -56,7 +56,7 @@ def _apply_until(url: str, last: str) -> None:
             if version > last:
                 break
             with conn.transaction():
-                conn.execute(path.read_text())  # type: ignore[arg-type]
+                conn.execute(path.read_text())
                 conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (version,))
 
 

@@ -12,12 +12,12 @@ from typing import Any
 
 import psycopg
 import pytest
-from api_seed import Seeder
 from fastapi.testclient import TestClient
-from retention_seed import seed_history
 
 from consumers.maintenance.plan import RetentionConfig, expired
 from consumers.maintenance.run import maintain
+from tests.integration.api_seed import Seeder
+from tests.integration.retention_seed import seed_history
 
 UTC = timezone.utc
 DAYS = 200

@@ -10,15 +10,15 @@ from datetime import datetime, timedelta, timezone
 
 import psycopg
 import pytest
-from checkins_pipeline import CRONTAB, Pipeline
-from clock_helpers import read_all
-from retention_seed import seed_history
 
 from consumers.checkins.processing import ProcessorConfig
 from consumers.maintenance.plan import RetentionConfig, expired
 from consumers.maintenance.run import maintain
 from schemas.messages import encode_check_in
 from schemas.topics import Topics
+from tests.integration.checkins_pipeline import CRONTAB, Pipeline
+from tests.integration.clock_helpers import read_all
+from tests.integration.retention_seed import seed_history
 
 UTC = timezone.utc
 NOW = datetime.now(UTC)
