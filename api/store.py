@@ -238,6 +238,8 @@ SELECT {_CHECKIN_COLUMNS}
 FROM checkins c JOIN monitor_environments me ON me.id = c.monitor_environment_id
 WHERE {_CHECKIN_FILTERS}
   AND (%(key_date)s::timestamptz IS NULL OR (c.date_added, c.id) < (%(key_date)s::timestamptz, %(key_id)s::bigint))
+  -- Implied by the row comparison, but only a plain bound prunes the day partitions.
+  AND (%(key_date)s::timestamptz IS NULL OR c.date_added <= %(key_date)s::timestamptz)
 ORDER BY c.date_added DESC, c.id DESC
 LIMIT %(limit)s::bigint
 """
@@ -247,14 +249,18 @@ SELECT {_CHECKIN_COLUMNS}
 FROM checkins c JOIN monitor_environments me ON me.id = c.monitor_environment_id
 WHERE {_CHECKIN_FILTERS}
   AND (c.date_added, c.id) > (%(key_date)s::timestamptz, %(key_id)s::bigint)
+  AND c.date_added >= %(key_date)s::timestamptz
 ORDER BY c.date_added ASC, c.id ASC
 LIMIT %(limit)s::bigint
 """
 
+# checkins is partitioned by date_added: checkin_guids names the one partition to read.
 CHECKIN_BY_GUID = f"""
 SELECT {_CHECKIN_COLUMNS}
-FROM checkins c JOIN monitor_environments me ON me.id = c.monitor_environment_id
-WHERE c.monitor_id = %(monitor_id)s::bigint AND c.guid = %(guid)s::uuid
+FROM checkin_guids g
+JOIN checkins c ON c.id = g.checkin_id AND c.date_added = g.date_added
+JOIN monitor_environments me ON me.id = c.monitor_environment_id
+WHERE g.guid = %(guid)s::uuid AND c.monitor_id = %(monitor_id)s::bigint
 """
 
 CHECKIN_LATEST = f"""

@@ -23,6 +23,7 @@ AGENTS: dict[str, str] = {
     "clock": "consumers.clock.ticks:register",
     "clock_tasks": "consumers.clock.tasks:register",
     "relay": "consumers.incidents.relay:register",
+    "maintenance": "consumers.maintenance.agent:register",
 }
 
 

@@ -36,6 +36,12 @@ def wrap_exceptions() -> Iterator[None]:
     except (psycopg.OperationalError, psycopg.InterfaceError,
             psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure) as exc:
         raise StoreUnavailable(f"database unavailable: {_first_line(exc)}") from exc
+    except psycopg.errors.CheckViolation as exc:
+        if "no partition of relation" not in str(exc):
+            raise StoreError(f"database error: {_first_line(exc)}") from exc
+        # The maintenance dropped an expired day's partition after this batch made sure
+        # it existed: the retry creates it again (consumers.maintenance).
+        raise StoreUnavailable(f"partition gone meanwhile: {_first_line(exc)}") from exc
     except psycopg.Error as exc:
         raise StoreError(f"database error: {_first_line(exc)}") from exc
 

@@ -57,7 +57,7 @@ def processor_config() -> ProcessorConfig:
     (default 6, Sentry's; 0 turns the limit off, e.g. for load tests with few monitors)."""
     raw = os.environ.get("CRONPIPE_CHECKIN_RATE_LIMIT", str(DEFAULT_RATE_LIMIT))
     try:
-        return ProcessorConfig(rate_limit=int(raw))
+        return ProcessorConfig(rate_limit=int(raw), retention_days_default=Settings().retention_days_default)
     except ValueError:
         raise SystemExit(f"CRONPIPE_CHECKIN_RATE_LIMIT must be an integer, not {raw!r}") from None
 

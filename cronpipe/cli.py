@@ -42,6 +42,15 @@ notifier:
   CRONPIPE_NOTIFY_FAILING_AFTER  consecutive permanent failures that mark a channel failing (default 5)
   CRONPIPE_NOTIFY_CONCURRENCY    requests in flight per channel (default 16)
   CRONPIPE_NOTIFY_LINK_BASE      base URL of links in Slack/PagerDuty messages (default the read API)
+retention (worker and `cronpipe maintain`):
+  CRONPIPE_RETENTION_DAYS_DEFAULT        days a check-in is kept when its producer sent
+                                         retention_days 0, and for MISSED check-ins (default 90)
+  CRONPIPE_ROLLUP_HOURLY_RETENTION_DAYS  days hourly rollups are kept (default 90)
+  CRONPIPE_ROLLUP_DAILY_RETENTION_DAYS   days daily rollups are kept (default 400)
+  CRONPIPE_PARTITIONS_AHEAD_DAYS         day partitions of checkins created ahead (default 7)
+  CRONPIPE_MAINTENANCE_INTERVAL          seconds between the worker's maintenance passes;
+                                         0 = off (default 3600)
+  CRONPIPE_MAINTENANCE_BATCH_SIZE        rows per statement of the batched deletes (default 10000)
 gateway:
   CRONPIPE_GATEWAY_KEY_CACHE_TTL     seconds a project key lookup is cached; a revoked key
                                      stops working within this time (default 10)
@@ -186,6 +195,31 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     return run_worker(settings, agents=args.agents.split(","), loglevel=args.loglevel)
 
 
+def cmd_maintain(settings: Settings, args: argparse.Namespace) -> int:
+    from datetime import datetime, timezone
+
+    from consumers.maintenance.plan import config_from_settings
+    from consumers.maintenance.run import maintain
+
+    def progress(line: str) -> None:
+        print(f"cronpipe maintain: {line}", file=sys.stderr, flush=True)
+
+    now = args.now or datetime.now(timezone.utc)
+    summary = maintain(settings.effective_database_url(), now, config_from_settings(settings), progress=progress)
+    _emit(summary.as_json())
+    return 0
+
+
+def _utc_time(value: str) -> Any:
+    from datetime import datetime, timezone
+
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {value!r}") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
 def cmd_gateway(settings: Settings, args: argparse.Namespace) -> int:
     from ingest.gateway.server import serve
 
@@ -286,8 +320,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("worker", cmd_worker, "run the faust worker (check-in processor, clock, clock tasks, incident relay)")
     p.add_argument("--agents", default="all",
                    help="comma-separated: checkins, clock, clock_tasks, relay (not alone: it reads no topic), "
-                        "or all (default all)")
+                        "maintenance, or all (default all)")
     p.add_argument("--loglevel", default="info", choices=["debug", "info", "warn", "error"], help="default info")
+
+    p = add("maintain", cmd_maintain,
+            "one retention pass: create check-in partitions ahead, drop expired partitions (DETACH "
+            "CONCURRENTLY, DROP), trim shorter retentions and old rollups in batches; progress on "
+            "stderr, a JSON summary on stdout. Safe beside running workers: one pass at a time")
+    p.add_argument("--now", type=_utc_time, default=None,
+                   help="pretend it is this time (ISO 8601, UTC unless an offset is given; default: now)")
 
     p = add("gateway", cmd_gateway, "run the Sentry-compatible HTTP ingest gateway on CRONPIPE_BIND:CRONPIPE_GATEWAY_PORT")
     p.add_argument("--workers", type=positive_int, default=1, help="HTTP worker processes (default 1)")

@@ -53,6 +53,20 @@ class Settings:
     #: Base of the links in Slack and PagerDuty messages (the read API).
     notify_link_base: str = field(default_factory=lambda: _env("NOTIFY_LINK_BASE", ""))
 
+    #: Retention (issue 15): days a check-in is kept when its producer sent none.
+    retention_days_default: int = field(default_factory=lambda: int(_env("RETENTION_DAYS_DEFAULT", "90")))
+    #: Days hourly / daily rollups are kept (daily ones outlive hourly ones: a 1-year chart).
+    rollup_hourly_retention_days: int = field(
+        default_factory=lambda: int(_env("ROLLUP_HOURLY_RETENTION_DAYS", "90")))
+    rollup_daily_retention_days: int = field(
+        default_factory=lambda: int(_env("ROLLUP_DAILY_RETENTION_DAYS", "400")))
+    #: Day partitions of checkins created ahead of today.
+    partitions_ahead_days: int = field(default_factory=lambda: int(_env("PARTITIONS_AHEAD_DAYS", "7")))
+    #: Seconds between the worker's maintenance passes; 0 turns them off.
+    maintenance_interval_s: float = field(default_factory=lambda: float(_env("MAINTENANCE_INTERVAL", "3600")))
+    #: Rows per statement of the maintenance's batched deletes.
+    maintenance_batch_size: int = field(default_factory=lambda: int(_env("MAINTENANCE_BATCH_SIZE", "10000")))
+
     def local_database_url(self) -> str:
         return f"postgresql://cronpipe@127.0.0.1:{self.pg_port}/cronpipe"
 

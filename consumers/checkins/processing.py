@@ -98,6 +98,8 @@ Item = CheckInItem | AttachmentItem | RejectedItem
 class ProcessorConfig:
     #: Check-ins per monitor environment and message minute; 0 disables the limit.
     rate_limit: int = DEFAULT_RATE_LIMIT
+    #: Retention of a check-in whose message says 0 (none sent); CRONPIPE_RETENTION_DAYS_DEFAULT.
+    retention_days_default: int = 90
 
 
 @dataclass(frozen=True)
@@ -164,6 +166,8 @@ class CheckInState:
     monitor_config: str | None
     trace_id: uuid.UUID | None
     release: str | None
+    #: Days kept after the day it ran (consumers.maintenance deletes it after that).
+    retention_days: int = 90
     is_new: bool = False
     dirty: bool = False
     #: What the row counted in the rollups when loaded (None for a new row).
@@ -304,7 +308,7 @@ def process_check_in(item: CheckInItem, state: BatchState, ids: IdPool, config: 
                       f"more than {config.rate_limit} check-ins in one minute for environment "
                       f"{env.environment!r}", item, project, monitor)
         return
-    apply_check_in(item, payload, project, env, state, ids, result)
+    apply_check_in(item, payload, project, env, state, ids, result, config.retention_days_default)
 
 
 # --------------------------------------------------------------------------- monitors
@@ -408,12 +412,13 @@ def take_rate_slot(env: EnvState, ts: datetime, limit: int) -> bool:
 
 
 def apply_check_in(item: CheckInItem, payload: CheckInPayload, project: Project, env: EnvState,
-                   state: BatchState, ids: IdPool, result: BatchResult) -> None:
+                   state: BatchState, ids: IdPool, result: BatchResult, retention_default: int = 90) -> None:
     """Create or pair the check-in, then move the environment and incidents forward."""
     start = datetime.fromtimestamp(item.message.start_time, UTC)
     existing = find_existing(payload, env, state)
     if existing is None:
         checkin = create_check_in(item, payload, project, env, start, state, ids)
+        checkin.retention_days = item.message.retention_days or retention_default
     else:
         if not _same_monitor(existing, env, item, project, result):
             return

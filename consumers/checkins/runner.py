@@ -132,6 +132,7 @@ def collect_keys(items: Sequence[Item]) -> BatchKeys:
                      upsert_keys=set(), checkins=0)
     latest: Counter[tuple[int, str, str]] = Counter()
     checkins = 0
+    earliest_latest: float | None = None
     for item in items:
         if isinstance(item, RejectedItem):
             keys.project_ids.add(item.rejection.project_id)
@@ -153,10 +154,13 @@ def collect_keys(items: Sequence[Item]) -> BatchKeys:
             keys.upsert_keys.add(monitor_key)
         if payload.is_latest:
             latest[env_key] += 1
+            start = item.message.start_time
+            earliest_latest = start if earliest_latest is None else min(earliest_latest, start)
         else:
             keys.guids.add(payload.check_in_id)
     return BatchKeys(keys.project_ids, keys.monitor_keys, keys.env_keys, keys.guids, dict(latest),
-                     keys.upsert_keys, checkins)
+                     keys.upsert_keys, checkins,
+                     None if earliest_latest is None else datetime.fromtimestamp(earliest_latest, UTC))
 
 
 def handle_batch(ctx: WorkerContext, limiter: DlqLimiter, events: Sequence[RawEvent]) -> BatchCommitted | None:

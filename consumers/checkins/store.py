@@ -12,7 +12,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Final
 
 import orjson
@@ -33,7 +33,7 @@ from consumers.incidents import store as incident_store
 from consumers.incidents.outbox import OutboxEvent
 from consumers.incidents.rules import INITIAL_STATE
 from schemas.enums import CheckInStatus, MonitorStatus
-from schemas.monitor_config import ConfigError, MonitorConfig, config_from_json
+from schemas.monitor_config import MAX_MAX_RUNTIME, ConfigError, MonitorConfig, config_from_json
 
 UTC = timezone.utc
 #: Processing errors kept per project; older ones are deleted as new ones arrive.
@@ -87,17 +87,29 @@ SELECT e.id, e.monitor_id, e.environment, e.status, e.last_checkin, e.next_check
 _CHECKIN_COLUMNS = """id, guid, project_id, monitor_id, monitor_environment_id, status, date_added,
        date_clock, expected_time, timeout_at, duration_ms, trace_id, release"""
 
-LOAD_CHECKINS = f"SELECT {_CHECKIN_COLUMNS} FROM checkins WHERE guid = ANY(%(guids)b::uuid[])"
+_CHECKIN_COLUMNS_C = ", ".join(f"c.{c.strip()}" for c in _CHECKIN_COLUMNS.split(","))
+
+# checkins is partitioned by date_added: the guid's row in checkin_guids names the one
+# partition to look in (run-time partition pruning on the nested loop's parameters).
+LOAD_CHECKINS = f"""
+SELECT {_CHECKIN_COLUMNS_C}
+  FROM checkin_guids g JOIN checkins c ON c.id = g.checkin_id AND c.date_added = g.date_added
+ WHERE g.guid = ANY(%(guids)b::uuid[])
+"""
 
 # The newest n IN_PROGRESS check-ins of each environment: n is how many zero-UUID
-# messages of that environment the batch holds.
+# messages of that environment the batch holds. Only check-ins that started within the
+# longest possible max_runtime (plus a day) before the batch can still be running, and
+# the bound prunes the day partitions older than that (the lookup cannot name a date).
 LOAD_IN_PROGRESS = f"""
 SELECT c.* FROM unnest(%(env_ids)b::bigint[], %(limits)b::integer[]) AS k (env_id, n)
  CROSS JOIN LATERAL (
        SELECT {_CHECKIN_COLUMNS} FROM checkins
         WHERE monitor_environment_id = k.env_id AND status = 3
+          AND (%(since)s::timestamptz IS NULL OR date_added >= %(since)s::timestamptz)
         ORDER BY date_added DESC LIMIT k.n) AS c
 """
+IN_PROGRESS_HORIZON: Final = timedelta(minutes=MAX_MAX_RUNTIME, days=1)
 
 ALLOCATE_IDS = "SELECT nextval(%(sequence)s::regclass) FROM generate_series(1, %(n)s::integer)"
 
@@ -115,6 +127,8 @@ class BatchKeys:
     #: Monitor keys of messages that carry a monitor_config (may create the monitor).
     upsert_keys: set[tuple[int, str]]
     checkins: int
+    #: Start time of the earliest zero-UUID message (bounds the in-progress lookup).
+    latest_since: datetime | None = None
 
 
 def load_batch_state(conn: Conn, keys: BatchKeys) -> BatchState:
@@ -123,7 +137,7 @@ def load_batch_state(conn: Conn, keys: BatchKeys) -> BatchState:
     monitors = load_monitors(conn, keys.monitor_keys)
     envs = load_environments(conn, monitors, keys.env_keys)
     checkins = load_checkins(conn, LOAD_CHECKINS, {"guids": list(keys.guids)}) if keys.guids else []
-    in_progress = load_in_progress(conn, envs, keys.latest)
+    in_progress = load_in_progress(conn, envs, keys.latest, keys.latest_since)
     state = BatchState(projects=projects, monitors=monitors, envs=envs,
                        checkins={c.guid: c for c in checkins}, in_progress={})
     for checkin in in_progress:
@@ -205,12 +219,13 @@ def load_checkins(conn: Conn, query: str, params: Mapping[str, Any]) -> list[Che
 
 
 def load_in_progress(conn: Conn, envs: Mapping[tuple[int, str, str], EnvState],
-                     latest: Mapping[tuple[int, str, str], int]) -> list[CheckInState]:
+                     latest: Mapping[tuple[int, str, str], int], since: datetime | None = None) -> list[CheckInState]:
     wanted = [(envs[key].id, n) for key, n in latest.items() if key in envs]
     if not wanted:
         return []
+    bound = None if since is None else since - IN_PROGRESS_HORIZON
     return load_checkins(conn, LOAD_IN_PROGRESS, {"env_ids": [e for e, _ in wanted],
-                                                  "limits": [n for _, n in wanted]})
+                                                  "limits": [n for _, n in wanted], "since": bound})
 
 
 def allocate_ids(conn: Conn, keys: BatchKeys, state: BatchState) -> IdPool:
@@ -277,16 +292,16 @@ UPDATE monitor_environments AS e
 COPY_CHECKINS = """
 COPY checkins (id, guid, project_id, monitor_id, monitor_environment_id, status, date_added,
                date_updated, date_clock, expected_time, timeout_at, duration_ms, monitor_config,
-               trace_id, release) FROM STDIN
+               trace_id, release, retention_days) FROM STDIN
 """
 
 UPDATE_CHECKINS = """
 UPDATE checkins AS c
    SET status = u.status, duration_ms = u.duration_ms, date_clock = u.date_clock,
        date_updated = clock_timestamp()
-  FROM unnest(%(ids)b::bigint[], %(statuses)b::smallint[], %(durations)b::integer[],
-              %(clocks)b::timestamptz[]) AS u (id, status, duration_ms, date_clock)
- WHERE c.id = u.id
+  FROM unnest(%(ids)b::bigint[], %(dates)b::timestamptz[], %(statuses)b::smallint[], %(durations)b::integer[],
+              %(clocks)b::timestamptz[]) AS u (id, date_added, status, duration_ms, date_clock)
+ WHERE c.id = u.id AND c.date_added = u.date_added
 """
 
 UPSERT_ROLLUPS = """
@@ -340,6 +355,7 @@ def write_batch(conn: Conn, state: BatchState, result: BatchResult) -> None:
     update_monitor_configs(conn, [m for m in monitors if m.dirty and not m.is_new])
     insert_environments(conn, [e for e in envs if e.is_new])
     update_environments(conn, [e for e in envs if (e.dirty or e.incident_dirty) and not e.is_new])
+    ensure_partitions(conn, [c for c in checkins if c.is_new])
     copy_checkins(conn, [c for c in checkins if c.is_new])
     update_checkins(conn, [c for c in checkins if not c.is_new])
     write_incidents(conn, result)
@@ -386,6 +402,14 @@ def update_environments(conn: Conn, envs: Sequence[EnvState]) -> None:
         conn.execute(UPDATE_ENVIRONMENTS, _env_columns(envs))
 
 
+def ensure_partitions(conn: Conn, checkins: Sequence[CheckInState]) -> None:
+    """Create the day partitions new rows need (a backfill, a producer's bad clock): a
+    check-in is never refused for its date. One cheap call per batch when they exist."""
+    days = sorted({c.date_added.astimezone(UTC).date() for c in checkins})
+    if days:
+        conn.execute("SELECT cronpipe_ensure_checkins_partitions(%(days)s::date[])", {"days": days})
+
+
 def copy_checkins(conn: Conn, checkins: Sequence[CheckInState]) -> None:
     if not checkins:
         return
@@ -394,14 +418,15 @@ def copy_checkins(conn: Conn, checkins: Sequence[CheckInState]) -> None:
         for c in checkins:
             copy.write_row((c.id, c.guid, c.project_id, c.monitor_id, c.env_id, int(c.status), c.date_added,
                             written_at, c.date_clock, c.expected_time, c.timeout_at, c.duration_ms,
-                            c.monitor_config, c.trace_id, c.release))
+                            c.monitor_config, c.trace_id, c.release, c.retention_days))
 
 
 def update_checkins(conn: Conn, checkins: Sequence[CheckInState]) -> None:
     if checkins:
         conn.execute(UPDATE_CHECKINS, {
-            "ids": [c.id for c in checkins], "statuses": [int(c.status) for c in checkins],
-            "durations": [c.duration_ms for c in checkins], "clocks": [c.date_clock for c in checkins]})
+            "ids": [c.id for c in checkins], "dates": [c.date_added for c in checkins],
+            "statuses": [int(c.status) for c in checkins], "durations": [c.duration_ms for c in checkins],
+            "clocks": [c.date_clock for c in checkins]})
 
 
 def write_incidents(conn: Conn, result: BatchResult) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import psycopg
@@ -211,9 +211,9 @@ ALLOCATE_CHECKIN_IDS = "SELECT nextval('checkins_id_seq') FROM generate_series(1
 # PostgreSQL: the batch ships only four arrays (binary) for any number of MISSED rows.
 INSERT_MISSED = f"""
 INSERT INTO checkins (id, guid, project_id, monitor_id, monitor_environment_id, status, date_added,
-                      date_updated, date_clock, expected_time, monitor_config)
+                      date_updated, date_clock, expected_time, monitor_config, retention_days)
 SELECT u.id, gen_random_uuid(), m.project_id, m.id, u.env_id, {int(CheckInStatus.MISSED)}, u.expected_time,
-       u.clock, u.clock, u.expected_time, m.config
+       u.clock, u.clock, u.expected_time, m.config, %(retention_days)s::integer
   FROM unnest(%(ids)b::bigint[], %(env_ids)b::bigint[], %(expected)b::timestamptz[], %(clock)b::timestamptz[])
        AS u (id, env_id, expected_time, clock)
   JOIN monitor_environments me ON me.id = u.env_id
@@ -316,12 +316,15 @@ def allocate_checkin_ids(conn: Conn, count: int) -> list[int]:
     return [int(r[0]) for r in conn.execute(ALLOCATE_CHECKIN_IDS, {"n": count})]
 
 
-def insert_missed(conn: Conn, missed: Sequence[MissedCheckIn]) -> None:
-    """Insert the MISSED check-ins (date_added = expected_time = the slot, fresh guids)."""
+def insert_missed(conn: Conn, missed: Sequence[MissedCheckIn], retention_days: int = 90) -> None:
+    """Insert the MISSED check-ins (date_added = expected_time = the slot, fresh guids),
+    kept ``retention_days`` (no producer sent one), creating day partitions they need."""
     if missed:
+        days = sorted({m.expected_time.astimezone(timezone.utc).date() for m in missed})
+        conn.execute("SELECT cronpipe_ensure_checkins_partitions(%(days)s::date[])", {"days": days})
         conn.execute(INSERT_MISSED, {"ids": [m.id for m in missed], "env_ids": [m.env_id for m in missed],
                                      "expected": [m.expected_time for m in missed],
-                                     "clock": [m.clock for m in missed]})
+                                     "clock": [m.clock for m in missed], "retention_days": retention_days})
 
 
 def update_environments(conn: Conn, deadlines: Mapping[int, tuple[datetime | None, datetime | None]],

@@ -272,7 +272,7 @@ class TaskBatch:
 
 
 def apply_task_batch(conn: psycopg.Connection[Any], messages: Sequence[TaskMessage], *, group: str,
-                     topic: str) -> TaskBatch:
+                     topic: str, retention_days: int = 90) -> TaskBatch:
     """Apply ``messages`` (in partition order) in one transaction with their offsets.
 
     ``conn`` must not be inside another transaction. Raises psycopg errors (nothing
@@ -288,14 +288,14 @@ def apply_task_batch(conn: psycopg.Connection[Any], messages: Sequence[TaskMessa
         decisions, deadlines = decide(tasks, envs, checkins)
         ids = clock_store.allocate_checkin_ids(conn, sum(isinstance(d, DueMissed) for d in decisions))
         writes = plan_writes(decisions, envs, iter(ids))
-        _write(conn, writes, deadlines)
+        _write(conn, writes, deadlines, retention_days)
         database.save_offsets(conn, group, topic, _next_offsets(messages))
     return TaskBatch(skipped=len(messages) - len(fresh), missed=len(writes.missed),
                      timeouts=len(writes.timeouts), incidents_opened=len(writes.opened))
 
 
-def _write(conn: psycopg.Connection[Any], writes: TaskWrites, deadlines: Deadlines) -> None:
-    clock_store.insert_missed(conn, writes.missed)
+def _write(conn: psycopg.Connection[Any], writes: TaskWrites, deadlines: Deadlines, retention_days: int) -> None:
+    clock_store.insert_missed(conn, writes.missed, retention_days)
     clock_store.mark_timeouts(conn, writes.timeouts)
     clock_store.add_rollups(conn, writes.rollups)
     incident_store.open_incidents(conn, writes.opened)
@@ -401,7 +401,8 @@ class TaskConsumer:
             try:
                 with wrap_exceptions():
                     done = apply_task_batch(self._connection(), messages, group=self._ctx.consumer_group,
-                                            topic=self._topic)
+                                            topic=self._topic,
+                                            retention_days=self._ctx.settings.retention_days_default)
                 break
             except StoreUnavailable as exc:
                 self._disconnect()

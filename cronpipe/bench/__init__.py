@@ -20,6 +20,7 @@ BENCHMARKS = {
     "ceilings": "faust no-op agent vs confluent-kafka + handle_batch vs bare consumer on one topic",
     "notify": "incidents → outbox → relay → notifier → webhook: mass-outage delivery time, commit→delivery at a steady rate",
     "delete": "ingestion-shaped writes while a monitor with 200,000 check-ins is deleted and purged",
+    "retention": "partitioning: migration time, partition drop vs DELETE of a day, size of 10 M check-ins",
 }
 
 

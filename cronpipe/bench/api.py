@@ -104,6 +104,8 @@ def _seed(url: str, checkins: int, monitors: int) -> Seeded:
             "SELECT m.id, me.id FROM monitors m JOIN monitor_environments me ON me.monitor_id = m.id"
             " WHERE m.slug = 'job-1' AND me.environment = 'production'").fetchone()  # type: ignore[misc]
         step = timedelta(days=DAYS) / checkins
+        conn.execute("SELECT cronpipe_ensure_checkins_partitions(ARRAY(SELECT %s::date + n"
+                     " FROM generate_series(0, %s) AS n))", (HISTORY_START.date(), DAYS))
         with conn.cursor().copy(
                 "COPY checkins (guid, project_id, monitor_id, monitor_environment_id, status, date_added,"
                 " date_updated, duration_ms) FROM STDIN") as copy:

@@ -132,6 +132,8 @@ def clock_rows(database_url: str, slug: str, environment: str, rows: list[tuple[
         assert env is not None
         for at, status in rows:
             value, column = columns[status]
+            conn.execute("SELECT cronpipe_ensure_checkins_partitions(ARRAY[(to_timestamp(%s) AT TIME ZONE 'UTC')::date])",
+                         (at,))
             conn.execute("INSERT INTO checkins (guid, project_id, monitor_id, monitor_environment_id, status,"
                          " date_added, date_updated) VALUES (gen_random_uuid(), 1, %s, %s, %s,"
                          " to_timestamp(%s), to_timestamp(%s))", (monitor[0], env[0], value, at, at))

@@ -52,6 +52,7 @@ def _seed(rig: ClockRig) -> None:
     with psycopg.connect(rig.database_url, autocommit=True) as conn, conn.transaction():
         seed_project(conn)
         seed_monitors(conn, MONITORS, next_checkin=T)
+        conn.execute("SELECT cronpipe_ensure_checkins_partitions(ARRAY[(%s::timestamptz AT TIME ZONE 'UTC')::date])", (T - 28 * M,))
         # Long runs on the first environments, timing out at T+2m.
         conn.execute("INSERT INTO checkins (guid, project_id, monitor_id, monitor_environment_id, status,"
                      " date_added, date_updated, timeout_at)"

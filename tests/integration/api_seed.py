@@ -83,6 +83,7 @@ class Seeder:
     def checkin(self, monitor: SeededMonitor, environment: str, status: CheckInStatus, date_added: datetime,
                 duration_ms: int | None = None, expected_time: datetime | None = None) -> SeededCheckIn:
         guid = uuid.uuid4()
+        self.conn.execute("SELECT cronpipe_ensure_checkins_partitions(ARRAY[(%s::timestamptz AT TIME ZONE 'UTC')::date])", (date_added,))
         self.conn.execute(
             "INSERT INTO checkins (guid, project_id, monitor_id, monitor_environment_id, status, date_added,"
             " date_updated, expected_time, duration_ms, monitor_config)"

@@ -65,7 +65,9 @@ def seed_monitor(conn: Conn, project_id: int, slug: str, config: dict[str, Any],
 def seed_checkin(conn: Conn, project_id: int, monitor_id: int, env_id: int, status: CheckInStatus,
                  date_added: datetime, *, timeout_at: datetime | None = None,
                  duration_ms: int | None = None) -> int:
-    """One check-in row; returns its id."""
+    """One check-in row (its day partition created if needed); returns its id."""
+    conn.execute("SELECT cronpipe_ensure_checkins_partitions(ARRAY[(%s::timestamptz AT TIME ZONE 'UTC')::date])",
+                 (date_added,))
     return int(scalar(conn.execute(
         "INSERT INTO checkins (guid, project_id, monitor_id, monitor_environment_id, status, date_added,"
         " date_updated, timeout_at, duration_ms) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",

@@ -38,7 +38,8 @@ def _count(conn: psycopg.Connection[Any], sql: str) -> int:
 
 
 def _error_checkin(conn: psycopg.Connection[Any], monitor_id: int, env_id: int) -> int:
-    """An ERROR check-in at T; returns its id."""
+    """An ERROR check-in at T (its day partition created if needed); returns its id."""
+    conn.execute("SELECT cronpipe_ensure_checkins_partitions(ARRAY[(%s::timestamptz AT TIME ZONE 'UTC')::date])", (T,))
     row = conn.execute(
         "INSERT INTO checkins (guid, project_id, monitor_id, monitor_environment_id, status, date_added,"
         " date_updated) VALUES (gen_random_uuid(), 1, %s, %s, 2, %s, %s) RETURNING id",
