@@ -45,7 +45,9 @@ WITH gone AS (
   DELETE FROM checkins WHERE id IN (
     SELECT id FROM checkins WHERE monitor_environment_id = ANY(%(env_ids)s::bigint[]) LIMIT %(batch)s)
   RETURNING guid
-)
+),
+-- checkins is partitioned by day; the guid index table (0008) holds one row per check-in.
+guids AS (DELETE FROM checkin_guids g USING gone WHERE g.guid = gone.guid)
 DELETE FROM checkin_attachments a USING gone
 WHERE a.checkin_guid = gone.guid AND a.monitor_id = %(monitor_id)s
 """

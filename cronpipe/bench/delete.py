@@ -50,6 +50,11 @@ def _seed(url: str, checkins: int) -> tuple[int, int, int]:
                                   " RETURNING id", (monitor_id,)).fetchone()[0]  # type: ignore[index]
             ids += [monitor_id, env_id]
         start = datetime(2026, 1, 1, tzinfo=UTC)
+        # checkins has one partition per day (0008): create the days the history and the
+        # writer (from 2026-06-01, one check-in a second) will fill.
+        days = (checkins // 1440 + 2, (datetime(2026, 6, 1, tzinfo=UTC) - start).days + 3)
+        conn.execute("SELECT cronpipe_ensure_checkins_partitions(ARRAY(SELECT %s::date + n"
+                     " FROM generate_series(0, %s) AS n))", (start.date(), max(days)))
         conn.execute(
             "INSERT INTO checkins (guid, project_id, monitor_id, monitor_environment_id, status, date_added,"
             " date_updated) SELECT gen_random_uuid(), 1, %s, %s, 1, %s + g * interval '1 minute', now()"

@@ -79,6 +79,8 @@ def add_environment(database_url: str, monitor_guid: str, name: str, last: datet
             (monitor_id, name, last, last + timedelta(hours=1), last + timedelta(hours=1, minutes=5)),
         ).fetchone()[0]  # type: ignore[index]
         if in_progress_at is not None:
+            conn.execute("SELECT cronpipe_ensure_checkins_partitions(ARRAY[(%s::timestamptz AT TIME ZONE 'UTC')::date])",
+                         (in_progress_at,))
             conn.execute(
                 "INSERT INTO checkins (guid, project_id, monitor_id, monitor_environment_id, status, date_added,"
                 " date_updated, timeout_at) VALUES (gen_random_uuid(), 11, %s, %s, 3, %s, %s, %s)",
@@ -302,6 +304,9 @@ def seed_history(database_url: str, guid: str, name: str, checkins: int) -> int:
     env_id = add_environment(database_url, guid, name, NOW)
     with psycopg.connect(database_url, autocommit=True) as conn:
         s = Seeder(conn)
+        conn.execute("SELECT cronpipe_ensure_checkins_partitions(ARRAY(SELECT d::date FROM generate_series("
+                     "((%s::timestamptz - %s * interval '1 minute') AT TIME ZONE 'UTC')::date,"
+                     " (%s::timestamptz AT TIME ZONE 'UTC')::date, interval '1 day') AS d))", (NOW, checkins, NOW))
         conn.execute(
             "INSERT INTO checkins (guid, project_id, monitor_id, monitor_environment_id, status, date_added,"
             " date_updated) SELECT gen_random_uuid(), 11, me.monitor_id, me.id, 1,"
@@ -346,6 +351,7 @@ def test_delete_frees_the_slug_at_once_and_the_purge_removes_every_row(api: Api,
     monitor_rows = db_rows(database_url, "SELECT guid::text FROM monitors")
     assert monitor_rows == [(new["id"],)]
     assert db_rows(database_url, "SELECT count(*) FROM checkin_attachments") == [(0,)]
+    assert db_rows(database_url, "SELECT count(*) FROM checkin_guids") == [(0,)]
     assert db_rows(database_url, "SELECT count(*) FROM monitor_deletions") == [(0,)]
 
 
