@@ -45,10 +45,9 @@ class RepeatedErrorFilter(logging.Filter):
         return True
 
 
-def install(interval_s: float = 30.0, loggers: Iterable[str] = NOISY_LOGGERS) -> RepeatedErrorFilter:
-    """Add one shared filter to the noisy loggers' handlers' path (the loggers themselves,
-    so it holds for their children too: filters on a logger apply to records created there,
-    hence it is added to every handler of the root logger as well)."""
+def install(interval_s: float = 30.0, loggers: Iterable[str] = NOISY_LOGGERS) -> logging.Filter:
+    """Rate-limit the noisy loggers' warnings and errors on every handler of the root logger
+    (a filter on a logger would miss its children's records, e.g. ``aiokafka.conn``)."""
     rate_limit = RepeatedErrorFilter(interval_s)
     prefixes = tuple(loggers)
 
@@ -56,9 +55,14 @@ def install(interval_s: float = 30.0, loggers: Iterable[str] = NOISY_LOGGERS) ->
         def filter(self, record: logging.LogRecord) -> bool:
             if not record.name.startswith(prefixes):
                 return True
-            return rate_limit.filter(record)
+            # Decided once per record: with several handlers, the second must not see a repeat.
+            keep = getattr(record, "_cronpipe_keep", None)
+            if keep is None:
+                keep = rate_limit.filter(record)
+                record._cronpipe_keep = keep
+            return bool(keep)
 
     only_noisy = _OnlyNoisy()
     for handler in logging.getLogger().handlers:
         handler.addFilter(only_noisy)
-    return rate_limit
+    return only_noisy

@@ -142,3 +142,26 @@ def test_a_pools_reconnection_attempts_are_never_further_apart_than_the_cap() ->
         attempt.update_delay(now=float(step))
         delays.append(attempt.delay)
     assert max(delays) == 2.0 and delays[0] <= 1.1
+
+
+def test_the_installed_filter_leaves_one_line_of_a_burst_of_aiokafka_errors_and_every_other_line() -> None:
+    import io
+
+    from consumers import logfilter
+
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    installed = logfilter.install(interval_s=30)
+    try:
+        for _ in range(1300):
+            logging.getLogger("aiokafka.conn").error("Unable connect to node with id %s: %s", 1, "refused")
+            logging.getLogger("cronpipe.checkins").warning("batch of %d not committed", 5)
+    finally:
+        for each in root.handlers:
+            each.removeFilter(installed)
+        root.removeHandler(handler)
+    lines = out.getvalue().splitlines()
+    assert lines.count("Unable connect to node with id 1: refused") == 1
+    assert lines.count("batch of 5 not committed") == 1300
