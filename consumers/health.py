@@ -61,6 +61,11 @@ class WorkerHealth:
             self.retrying = self.retrying_since = None
             self._dead.extend((now, project, n) for project, n in dead_letters.items())
 
+    def recovered(self) -> None:
+        """The batch that was being retried went through (it may have committed nothing)."""
+        with self._lock:
+            self.retrying = self.retrying_since = None
+
     def retry(self, reason: str, now: float) -> None:
         with self._lock:
             if self.retrying_since is None:

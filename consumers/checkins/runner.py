@@ -337,6 +337,8 @@ class CheckInProcessor:
                 log.warning("batch of %d not committed (%s); retrying in %.1fs", len(events), exc, delay)
                 attempt += 1
                 await asyncio.sleep(delay)
+        if attempt:
+            self.ctx.health.recovered()
         if committed is not None:
             self.ctx.notify_committed(committed)
 
