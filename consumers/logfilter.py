@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from typing import Final
 
 #: Loggers whose connection errors repeat while a dependency is down.
-NOISY_LOGGERS: Final = ("aiokafka", "kafka", "faust.transport", "mode")
+NOISY_LOGGERS: Final = ("aiokafka", "kafka", "faust", "mode")
 #: Only warnings and errors are rate-limited; INFO and DEBUG are left alone.
 _MIN_LEVEL: Final = logging.WARNING
 
