@@ -479,20 +479,24 @@ def register(app: faust.App, ctx: WorkerContext) -> None:
 
     @app.agent(tick_topic, concurrency=1, name=f"{group}-clock-dispatch")
     async def clock_dispatch(stream: faust.StreamT[bytes]) -> None:
-        async for event in stream.events():
-            message = event.message
-            try:
-                tick = datetime.fromtimestamp(decode_clock_tick(message.value).ts, UTC)
-            except MessageDecodeError as exc:
-                log.error("undecodable clock tick @%d skipped: %s", message.offset, exc)
-                continue
-            try:
-                await _with_retries(f"tick {tick:%Y-%m-%dT%H:%M}",
-                                    functools.partial(dispatch, tick, message.partition, message.offset),
-                                    ctx.stopping)
-            except StoreError as exc:
-                await stop_worker(exc)
-                return
+        ctx.health.set_agent("clock_dispatch", "running")
+        try:
+            async for event in stream.events():
+                message = event.message
+                try:
+                    tick = datetime.fromtimestamp(decode_clock_tick(message.value).ts, UTC)
+                except MessageDecodeError as exc:
+                    log.error("undecodable clock tick @%d skipped: %s", message.offset, exc)
+                    continue
+                try:
+                    await _with_retries(f"tick {tick:%Y-%m-%dT%H:%M}",
+                                        functools.partial(dispatch, tick, message.partition, message.offset),
+                                        ctx.stopping)
+                except StoreError as exc:
+                    await stop_worker(exc)
+                    return
+        finally:
+            ctx.health.set_agent("clock_dispatch", "stopped")
 
     consumers = itertools.count()
 
