@@ -14,9 +14,9 @@ from pathlib import Path
 import httpx
 import psycopg
 import pytest
-from gateway_processes import Service, cronpipe, cronpipe_env, free_port
 
 from schemas.enums import ProcessingErrorType
+from tests.e2e.gateway_processes import Service, cronpipe, cronpipe_env, free_port
 
 CONFIG = {"schedule": {"type": "crontab", "value": "0 * * * *"}}
 

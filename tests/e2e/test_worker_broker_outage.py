@@ -13,11 +13,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from gateway_processes import free_port, free_port_pair
-from worker_processes import Worker, wait_for
 
 from cronpipe.local import kafka
 from schemas.settings import Settings
+from tests.e2e.gateway_processes import free_port, free_port_pair
+from tests.e2e.worker_processes import Worker, wait_for
 
 OUTAGE_S = 25.0
 _LINE = re.compile(r"^\S+ \S+ (WARNING|ERROR|CRITICAL) (\S+?): (.*)$")

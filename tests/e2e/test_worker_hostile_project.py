@@ -12,13 +12,13 @@ from pathlib import Path
 
 import psycopg
 from confluent_kafka import Consumer, Producer, TopicPartition
-from gateway_processes import free_port
-from worker_processes import Worker, scalar, wait_for
 
 from cronpipe.admin import create_org, create_project
 from schemas.enums import ProcessingErrorType
 from schemas.messages import encode_check_in
 from schemas.topics import Topics
+from tests.e2e.gateway_processes import free_port
+from tests.e2e.worker_processes import Worker, scalar, wait_for
 
 A, B = 1, 2
 CONFIG = {"schedule": {"type": "crontab", "value": "0 * * * *"}}
@@ -71,12 +71,17 @@ def dead_letters(bootstrap: str, topic: str, expected: int) -> list[tuple[bytes 
         for _ in range(600):
             for msg in consumer.consume(1000, 0.2):
                 if msg.error() is None:
-                    letters.append((msg.key(), dict(msg.headers() or [])))
+                    letters.append((msg.key(), headers_of(msg.headers())))
             if len(letters) >= expected:
                 break
     finally:
         consumer.close()
     return letters
+
+
+def headers_of(raw: object) -> dict[str, bytes]:
+    items = raw.items() if isinstance(raw, dict) else raw or []
+    return {str(k): v if isinstance(v, bytes) else str(v or "").encode() for k, v in items}  # type: ignore[attr-defined]
 
 
 def produced_total(bootstrap: str, topic: str) -> int:

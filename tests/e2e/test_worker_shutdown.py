@@ -14,8 +14,6 @@ from pathlib import Path
 import psycopg
 import pytest
 from confluent_kafka import Producer
-from gateway_processes import free_port
-from worker_processes import Worker, scalar, wait_for
 
 from consumers.shutdown import EXIT_ABANDONED
 from cronpipe.admin import create_org, create_project
@@ -23,6 +21,8 @@ from cronpipe.local import postgres
 from schemas.messages import encode_check_in
 from schemas.migrate import apply_migrations
 from schemas.topics import Topics
+from tests.e2e.gateway_processes import free_port
+from tests.e2e.worker_processes import Worker, scalar, wait_for
 
 CONFIG = {"schedule": {"type": "crontab", "value": "0 * * * *"}}
 ABANDONED_LINE = "worker exiting without finishing its stop"

@@ -7,11 +7,11 @@ from collections.abc import Callable, Iterator
 from datetime import timedelta
 
 import pytest
-from checkins_pipeline import CRONTAB, T0, Pipeline
 
 from consumers.checkins.processing import ProcessorConfig
 from schemas.enums import ProcessingErrorType
 from schemas.topics import Topics
+from tests.integration.checkins_pipeline import CRONTAB, T0, Pipeline
 
 
 @pytest.fixture

@@ -10,17 +10,17 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
-from clock_helpers import (
+
+from schemas.clock import encode_mark_missing
+from schemas.enums import CheckInStatus
+from schemas.topics import Topics
+from tests.integration.clock_helpers import (
     ClockRig,
     checkins_of,
     crontab_config,
     seed_monitor,
     seed_project,
 )
-
-from schemas.clock import encode_mark_missing
-from schemas.enums import CheckInStatus
-from schemas.topics import Topics
 
 T = datetime(2026, 5, 4, 10, 0, tzinfo=UTC)
 M = timedelta(minutes=1)
