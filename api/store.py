@@ -221,7 +221,8 @@ ORDER BY me.monitor_id, me.environment
 _CHECKIN_COLUMNS = """
 c.id, c.guid, me.environment, c.status, c.duration_ms, c.date_added, c.date_updated,
 c.expected_time, c.monitor_config,
-EXISTS (SELECT 1 FROM checkin_attachments a WHERE a.checkin_guid = c.guid) AS has_attachment,
+EXISTS (SELECT 1 FROM checkin_attachments a WHERE a.checkin_guid = c.guid AND a.monitor_id = c.monitor_id)
+    AS has_attachment,
 c.date_clock, CASE WHEN c.timeout_at IS NOT NULL THEN c.date_added END AS date_in_progress
 """
 

@@ -7,6 +7,8 @@ database and topics and may swap the producer for their own :class:`KafkaSender`
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -15,8 +17,10 @@ from typing import Protocol
 from confluent_kafka import Producer
 from psycopg_pool import ConnectionPool
 
-from consumers.checkins.dlq import DlqPolicy
+from consumers.checkins.dlq import DlqLimitExceeded, DlqPolicy
 from consumers.checkins.processing import ProcessorConfig
+from consumers.health import WorkerHealth
+from consumers.pools import CappedPool
 from schemas.settings import Settings
 from schemas.topics import Topics
 
@@ -63,6 +67,8 @@ class BatchCommitted:
     next_offsets: dict[int, int]
     #: partition → newest message timestamp of the batch, floored to the minute (UTC).
     clocks: dict[int, datetime]
+    #: project (None: unattributed) → dead letters the batch sent (for the worker's health).
+    dead_letters: dict[int | None, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -85,20 +91,42 @@ class WorkerContext:
     fatal: BaseException | None = None
     #: Called by :func:`close_context`, last added first (e.g. the batch process's shutdown).
     closers: list[Callable[[], None]] = field(default_factory=list)
+    #: Set when the worker begins to stop: no new clock-task work starts after it.
+    stopping: threading.Event = field(default_factory=threading.Event)
+    #: Called with the reason when the stop begins (``cronpipe worker``: the shutdown deadline).
+    on_stop: list[Callable[[str], None]] = field(default_factory=list)
+    #: Liveness and readiness, served by ``cronpipe worker`` (consumers.health).
+    health: WorkerHealth = field(default_factory=WorkerHealth)
 
     def notify_committed(self, committed: BatchCommitted) -> None:
+        self.health.committed(committed.dead_letters, time.time())
         for hook in self.after_commit:
             hook(committed)
+
+    def begin_stop(self, reason: str) -> None:
+        self.stopping.set()
+        self.health.stop(reason)
+        for hook in self.on_stop:
+            hook(reason)
+
+    def stop_fatally(self, exc: BaseException) -> None:
+        """An agent stops the worker on purpose (the DLQ limit, a bug): the exit cause."""
+        self.fatal = self.fatal or exc
+        self.health.fail(f"{type(exc).__name__}: {exc}", dlq_exceeded=isinstance(exc, DlqLimitExceeded))
+        self.begin_stop(f"{type(exc).__name__}: {exc}")
 
 
 def build_context(settings: Settings, topics: Topics, *, consumer_group: str = "cronpipe",
                   processor: ProcessorConfig | None = None, pool_size: int = 4) -> WorkerContext:
     """A context with a real pool and producer; close it with :func:`close_context`."""
-    pool = ConnectionPool(settings.effective_database_url(), min_size=1, max_size=pool_size, open=True,
-                          kwargs={"application_name": f"cronpipe-{consumer_group}"})
+    pool = CappedPool(settings.effective_database_url(), max_delay_s=settings.pool_reconnect_max_s,
+                      min_size=1, max_size=pool_size, open=True,
+                      kwargs={"application_name": f"cronpipe-{consumer_group}"})
     return WorkerContext(settings=settings, topics=topics, pool=pool,
                          producer=ConfluentSender(settings.kafka_bootstrap), consumer_group=consumer_group,
-                         processor=processor or ProcessorConfig())
+                         processor=processor or ProcessorConfig(),
+                         dlq=DlqPolicy(settings.dlq_limit, settings.dlq_window_s, settings.dlq_project_budget),
+                         health=WorkerHealth(settings.dlq_limit, settings.dlq_window_s, settings.dlq_project_budget))
 
 
 def close_context(ctx: WorkerContext) -> None:

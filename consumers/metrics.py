@@ -7,6 +7,8 @@ from prometheus_client import Counter, Histogram
 CHECKINS_ACCEPTED = Counter("cronpipe_checkins_accepted_total", "check-ins written or paired")
 PROCESSING_ERRORS = Counter("cronpipe_processing_errors_total", "check-ins rejected as processing errors")
 DEAD_LETTERS = Counter("cronpipe_dead_letters_total", "messages sent to the DLQ (undecodable, or poison)")
+DEAD_LETTERS_OVER_BUDGET = Counter("cronpipe_dead_letters_over_budget_total",
+                                   "dead letters of a project past its budget: sent, not counted toward the DLQ limit")
 POISON_MESSAGES = Counter("cronpipe_poison_messages_total",
                           "messages whose processing raised an unexpected error, sent to the DLQ and skipped")
 BATCH_RETRIES = Counter("cronpipe_batch_retries_total", "batches retried because the database was unavailable")

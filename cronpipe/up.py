@@ -151,10 +151,15 @@ def up(settings: Settings, demo: bool = True) -> int:
            # A loopback development stack: its alert channels are local receivers.
            "CRONPIPE_NOTIFY_ALLOW_PRIVATE": "1"}
     host = "127.0.0.1" if settings.bind in ("0.0.0.0", "::") else settings.bind
-    for port, what in ((settings.gateway_port, "gateway"), (settings.api_port, "api")):
+    # The worker's liveness/readiness endpoint (consumers.health): next to the API's port by default.
+    health_port = settings.worker_health_port or settings.api_port + 1
+    env["CRONPIPE_WORKER_HEALTH_PORT"] = str(health_port)
+    for port, what, variable in ((settings.gateway_port, "gateway", "GATEWAY_PORT"),
+                                 (settings.api_port, "api", "API_PORT"),
+                                 (health_port, "worker", "WORKER_HEALTH_PORT")):
         if port_open(host, port) and not pid_alive(read_pid(_run_dir(settings) / f"{what}.pid")):
             raise ServiceError(f"port {port} is in use by a process cronpipe did not start: free it or set "
-                               f"CRONPIPE_{'GATEWAY' if what == 'gateway' else 'API'}_PORT")
+                               f"CRONPIPE_{variable}")
     pids = {name: _start_process(settings, name, env) for name in PROCESSES}
     _say(f"started worker (pid {pids['worker']}), gateway (pid {pids['gateway']}), api (pid {pids['api']}),"
          f" notifier (pid {pids['notifier']})")
@@ -168,6 +173,7 @@ def up(settings: Settings, demo: bool = True) -> int:
         "gateway": f"http://{host}:{settings.gateway_port}",
         "api": f"http://{host}:{settings.api_port}",
         "dashboard": f"http://{host}:{settings.api_port}/ui/",
+        "worker_health": f"http://{host}:{health_port}/healthz",
         "dsn": f"http://{creds['public_key']}@{host}:{settings.gateway_port}/{creds['project_id']}",
         "token": creds["token"],
         "logs": str(run),
@@ -181,6 +187,7 @@ def up(settings: Settings, demo: bool = True) -> int:
     summary["try"] = [
         f"curl '{summary['gateway']}/api/{creds['project_id']}/cron/my-job/{creds['public_key']}/?status=ok'",
         f"curl -H 'Authorization: Bearer {creds['token']}' {summary['api']}/api/0/organizations/demo/monitors/",
+        f"curl {summary['worker_health']}   # the worker: 200 while check-ins commit; alert on anything else",
         "cronpipe down",
     ]
     print(json.dumps(summary, indent=2), flush=True)

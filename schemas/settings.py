@@ -40,6 +40,21 @@ class Settings:
     http_body_timeout: float = field(default_factory=lambda: float(_env("HTTP_BODY_TIMEOUT", "15")))
     http_idle_timeout: int = field(default_factory=lambda: int(_env("HTTP_IDLE_TIMEOUT", "30")))
     http_max_connections: int = field(default_factory=lambda: int(_env("HTTP_MAX_CONNECTIONS", "1024")))
+    # Worker bounds (docs/processor.md "Limits and abuse", "Outages").
+    #: Environments one monitor may have (Sentry's MAX_ENVIRONMENTS_PER_MONITOR); 0 = no cap.
+    max_environments_per_monitor: int = field(
+        default_factory=lambda: int(_env("MAX_ENVIRONMENTS_PER_MONITOR", "1000")))
+    #: The DLQ limit: more than this many counted dead letters within dlq_window_s stop the worker.
+    dlq_limit: int = field(default_factory=lambda: int(_env("DLQ_LIMIT", "1000")))
+    dlq_window_s: float = field(default_factory=lambda: float(_env("DLQ_WINDOW", "60")))
+    #: Dead letters of one project counted toward the DLQ limit per window (the rest are not).
+    dlq_project_budget: int = field(default_factory=lambda: int(_env("DLQ_PROJECT_BUDGET", "100")))
+    #: Seconds a stopping worker waits for the batch in flight before it abandons it and exits.
+    shutdown_timeout_s: float = field(default_factory=lambda: float(_env("SHUTDOWN_TIMEOUT", "30")))
+    #: The worker's liveness/readiness HTTP port; 0 = no endpoint.
+    worker_health_port: int = field(default_factory=lambda: int(_env("WORKER_HEALTH_PORT", "0")))
+    #: Longest wait between two reconnection attempts of a database pool (psycopg_pool's grows to minutes).
+    pool_reconnect_max_s: float = field(default_factory=lambda: float(_env("POOL_RECONNECT_MAX", "2")))
 
     # Notifier (issue 13). Back-off: attempt n waits retry_base * 2**(n-1) seconds (capped
     # at retry_max, with jitter) until retry_for seconds after the first attempt.

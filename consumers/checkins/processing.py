@@ -54,6 +54,8 @@ UTC = timezone.utc
 #: Rollup resolutions in seconds (hourly and daily buckets), as the stats endpoint reads them.
 ROLLUP_RESOLUTIONS: Final = (3600, 86400)
 DEFAULT_RATE_LIMIT: Final = 6
+#: Sentry's MAX_ENVIRONMENTS_PER_MONITOR.
+DEFAULT_MAX_ENVIRONMENTS: Final = 1000
 _FINAL_STATUSES: Final = frozenset({CheckInStatus.OK, CheckInStatus.ERROR})
 _ROLLUP_FIELDS: Final = {
     CheckInStatus.OK: 0,
@@ -100,6 +102,8 @@ class ProcessorConfig:
     rate_limit: int = DEFAULT_RATE_LIMIT
     #: Retention of a check-in whose message says 0 (none sent); CRONPIPE_RETENTION_DAYS_DEFAULT.
     retention_days_default: int = 90
+    #: Environments one monitor may have; a check-in that would create one more is rejected.
+    max_environments: int = DEFAULT_MAX_ENVIRONMENTS
 
 
 @dataclass(frozen=True)
@@ -188,6 +192,8 @@ class BatchState:
     checkins: dict[uuid.UUID, CheckInState]
     #: Per environment id, its IN_PROGRESS check-ins (the newest last), for zero-UUID pairing.
     in_progress: dict[int, list[CheckInState]]
+    #: Per monitor id, how many environments it has (loaded for monitors the batch may add to).
+    env_counts: dict[int, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -302,6 +308,11 @@ def process_check_in(item: CheckInItem, state: BatchState, ids: IdPool, config: 
         result.reject(ProcessingErrorType.MONITOR_DISABLED, f"monitor {monitor.slug!r} is disabled",
                       item, project, monitor)
         return
+    if not has_environment_room(monitor, payload.environment, state, config.max_environments):
+        result.reject(ProcessingErrorType.MONITOR_ENVIRONMENT_LIMIT_EXCEEDED,
+                      f"monitor {monitor.slug!r} already has {config.max_environments} environments; "
+                      f"environment {payload.environment!r} is not created", item, project, monitor)
+        return
     env = ensure_environment(monitor, payload.environment, state, ids)
     if not take_rate_slot(env, item.ts, config.rate_limit):
         result.reject(ProcessingErrorType.MONITOR_ENVIRONMENT_RATELIMITED,
@@ -381,12 +392,21 @@ def merge_cached(existing: MonitorConfig, update: MonitorConfig, present_keys: f
     return merge_config(existing, update)
 
 
+def has_environment_room(monitor: MonitorState, environment: str, state: BatchState, limit: int) -> bool:
+    """False when ``environment`` is new and the monitor already has ``limit`` environments
+    (one envelope must not create thousands, each then missed and alerted on every tick)."""
+    if (monitor.project_id, monitor.slug, environment) in state.envs:
+        return True
+    return limit <= 0 or state.env_counts.get(monitor.id, 0) < limit
+
+
 def ensure_environment(monitor: MonitorState, environment: str, state: BatchState, ids: IdPool) -> EnvState:
     key = (monitor.project_id, monitor.slug, environment)
     env = state.envs.get(key)
     if env is None:
         env = EnvState(id=next(ids.env_ids), monitor=monitor, environment=environment, is_new=True)
         state.envs[key] = env
+        state.env_counts[monitor.id] = state.env_counts.get(monitor.id, 0) + 1
     return env
 
 
@@ -484,10 +504,10 @@ def update_check_in(checkin: CheckInState, item: CheckInItem, payload: CheckInPa
                     result: BatchResult, project: Project, monitor: MonitorState) -> bool:
     """Pair a later message with its check-in; False when nothing is accepted."""
     if checkin.status != CheckInStatus.IN_PROGRESS and checkin.status != CheckInStatus.TIMEOUT:
-        if payload.status != CheckInStatus.IN_PROGRESS:
+        if payload.status != CheckInStatus.IN_PROGRESS and not is_repeat(checkin, payload):
             result.reject(ProcessingErrorType.CHECKIN_FINISHED,
                           f"check-in {checkin.guid} is already finished", item, project, monitor)
-        return False  # a late in_progress for a finished check-in is dropped silently
+        return False  # a late in_progress, or a client's retry of the closing one: dropped silently
     if payload.status == CheckInStatus.IN_PROGRESS:
         return True  # still running: nothing changes on the check-in itself
     duration_ms = _duration_ms(payload.duration)
@@ -499,6 +519,13 @@ def update_check_in(checkin: CheckInState, item: CheckInItem, payload: CheckInPa
     checkin.date_clock = item.ts
     checkin.dirty = True
     return True
+
+
+def is_repeat(checkin: CheckInState, payload: CheckInPayload) -> bool:
+    """The same closing check-in again (a client retrying after a lost answer): same status,
+    and the same duration or none sent. Nothing about the check-in would change."""
+    duration_ms = _duration_ms(payload.duration)
+    return payload.status == checkin.status and (duration_ms is None or duration_ms == checkin.duration_ms)
 
 
 def timeout_at(date_added: datetime, config: MonitorConfig) -> datetime:
@@ -556,18 +583,35 @@ def drive_incident(env: EnvState, checkin: CheckInState, result: BatchResult) ->
 
 
 def attach(item: AttachmentItem, state: BatchState, result: BatchResult) -> None:
-    """Keep an attachment of a known monitor (its check-in may arrive before or after)."""
+    """Keep an attachment of a known monitor's check-in (the check-in may arrive after it).
+
+    An attachment belongs to one monitor's check-in: naming a check-in of another monitor
+    or project is the uploader's error (never an overwrite); one stored before its check-in
+    exists is kept under the uploading monitor, where only that monitor's check-in finds it.
+    """
     message = item.message
     monitor = state.monitors.get((message.project_id, message.monitor_slug))
     if monitor is None:
-        project = state.projects.get(message.project_id)
-        result.errors.append(ProcessingError(
-            type=ProcessingErrorType.MONITOR_NOT_FOUND,
-            reason=f"attachment for unknown monitor {message.monitor_slug!r}",
-            project_id=message.project_id, organization_id=project.organization_id if project else None,
-            monitor_id=None, checkin={"check_in_id": message.check_in_id.hex, "filename": message.filename}))
+        _reject_attachment(item, state, ProcessingErrorType.MONITOR_NOT_FOUND,
+                           f"attachment for unknown monitor {message.monitor_slug!r}", result)
+        return
+    checkin = state.checkins.get(message.check_in_id)
+    if checkin is not None and (checkin.project_id, checkin.monitor_id) != (monitor.project_id, monitor.id):
+        _reject_attachment(item, state, ProcessingErrorType.CHECKIN_GUID_PROJECT_MISMATCH,
+                           f"check-in {message.check_in_id} belongs to another monitor", result, monitor)
         return
     result.attachments.append((message, monitor))
+
+
+def _reject_attachment(item: AttachmentItem, state: BatchState, kind: ProcessingErrorType, reason: str,
+                       result: BatchResult, monitor: MonitorState | None = None) -> None:
+    message = item.message
+    project = state.projects.get(message.project_id)
+    result.errors.append(ProcessingError(
+        type=kind, reason=reason, project_id=message.project_id,
+        organization_id=project.organization_id if project else None,
+        monitor_id=monitor.id if monitor else None,
+        checkin={"check_in_id": message.check_in_id.hex, "filename": message.filename}))
 
 
 # --------------------------------------------------------------------------- rollups

@@ -38,7 +38,7 @@ from faust.types import TP
 from consumers import database, metrics
 from consumers.app import take_batches
 from consumers.checkins import store
-from consumers.checkins.dlq import DeadLetter, DlqLimiter, DlqLimitExceeded, DlqPolicy
+from consumers.checkins.dlq import DeadLetter, DlqLimiter, DlqLimitExceeded, DlqPolicy, project_of_key
 from consumers.checkins.processing import (
     AttachmentItem,
     CheckInItem,
@@ -65,7 +65,9 @@ from schemas.topics import Topics
 
 log = logging.getLogger("cronpipe.checkins")
 UTC = timezone.utc
-_RETRY_DELAYS_S = (0.5, 1.0, 2.0, 5.0, 10.0)
+# Capped at 2 s (like the pool's reconnection, consumers.pools): recovery after an outage
+# must not grow with it.
+_RETRY_DELAYS_S = (0.5, 1.0, 2.0)
 
 
 @dataclass(frozen=True)
@@ -110,7 +112,8 @@ def decode(topic: str, events: Sequence[RawEvent]) -> DecodedBatch:
             items.append(RejectedItem(ts, exc))
             continue
         except MessageDecodeError as exc:
-            dead.append(DeadLetter(topic, event.partition, event.offset, event.key, event.value, exc.reason))
+            dead.append(DeadLetter(topic, event.partition, event.offset, event.key, event.value, exc.reason,
+                                   project_of_key(event.key)))
             continue
         if isinstance(message, CheckInMessage):
             items.append(CheckInItem(ts, message, _parse_payload(message)))
@@ -140,6 +143,7 @@ def collect_keys(items: Sequence[Item]) -> BatchKeys:
         if isinstance(item, AttachmentItem):
             keys.project_ids.add(item.message.project_id)
             keys.monitor_keys.add((item.message.project_id, item.message.monitor_slug))
+            keys.guids.add(item.message.check_in_id)  # whose check-in it names decides if it is kept
             continue
         checkins += 1
         keys.project_ids.add(item.message.project_id)
@@ -192,7 +196,7 @@ def handle_batch(ctx: WorkerContext, limiter: DlqLimiter, events: Sequence[RawEv
     metrics.PROCESSING_ERRORS.inc(len(result.errors))
     metrics.BATCH_SIZE.observe(len(events))
     metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
-    return BatchCommitted(topic, batch.next_offsets, batch.clocks)
+    return BatchCommitted(topic, batch.next_offsets, batch.clocks, dict(Counter(d.project_id for d in batch.dead)))
 
 
 def handle_batch_isolating_poison(ctx: WorkerContext, limiter: DlqLimiter,
@@ -227,19 +231,30 @@ def dead_letter_poison(ctx: WorkerContext, limiter: DlqLimiter, event: RawEvent,
     redelivery skips it); it counts toward the DLQ limit. None if it was already past."""
     topic = ctx.topics.ingest
     letter = DeadLetter(topic, event.partition, event.offset, event.key, event.value,
-                        f"processing failed: {type(exc).__name__}: {exc}")
+                        f"processing failed: {type(exc).__name__}: {exc}", _project_of(event))
     next_offsets = {event.partition: event.offset + 1}
     clocks = {event.partition: floor_minute(datetime.fromtimestamp(event.timestamp, UTC))}
     with wrap_exceptions(), ctx.pool.connection() as conn, conn.transaction():
         if event.offset < database.load_offsets(conn, ctx.consumer_group, topic, [event.partition]).get(event.partition, 0):
             return None  # another consumer of the partition got past it (a rebalance)
-        log.error("message %s[%d]@%d breaks processing: sent to the DLQ and skipped",
-                  topic, event.partition, event.offset, exc_info=exc)
         database.save_offsets(conn, ctx.consumer_group, topic, next_offsets)
         store.advance_partition_clocks(conn, topic, clocks)
-        send_dead_letters(ctx, limiter, [letter])
+        over_budget = send_dead_letters(ctx, limiter, [letter])
+    if letter.project_id not in over_budget:  # a project flooding us gets no traceback each
+        log.error("message %s[%d]@%d of project %s breaks processing: sent to the DLQ and skipped",
+                  topic, event.partition, event.offset, letter.project_id, exc_info=exc)
     metrics.POISON_MESSAGES.inc()
-    return BatchCommitted(topic, next_offsets, clocks)
+    return BatchCommitted(topic, next_offsets, clocks, {letter.project_id: 1})
+
+
+def _project_of(event: RawEvent) -> int | None:
+    try:
+        message = decode_ingest_message(event.value)
+    except MessageDecodeError:
+        return project_of_key(event.key)
+    if isinstance(message, (CheckInMessage, CheckInAttachmentMessage)):
+        return message.project_id
+    return project_of_key(event.key)
 
 
 def merge_committed(first: BatchCommitted | None, second: BatchCommitted | None) -> BatchCommitted | None:
@@ -248,20 +263,35 @@ def merge_committed(first: BatchCommitted | None, second: BatchCommitted | None)
         return first or second
     offsets = {p: max(o, first.next_offsets.get(p, 0)) for p, o in second.next_offsets.items()}
     clocks = {p: max(t, first.clocks.get(p, t)) for p, t in second.clocks.items()}
-    return BatchCommitted(first.topic, {**first.next_offsets, **offsets}, {**first.clocks, **clocks})
+    dead = Counter(first.dead_letters)
+    dead.update(second.dead_letters)
+    return BatchCommitted(first.topic, {**first.next_offsets, **offsets}, {**first.clocks, **clocks}, dict(dead))
 
 
-def send_dead_letters(ctx: WorkerContext, limiter: DlqLimiter, dead: Sequence[DeadLetter]) -> None:
-    """Produce and flush the dead letters before the batch commits (at least once)."""
+def send_dead_letters(ctx: WorkerContext, limiter: DlqLimiter, dead: Sequence[DeadLetter]) -> set[int | None]:
+    """Produce and flush the dead letters before the batch commits (at least once); returns
+    the projects over their dead-letter budget (consumers.checkins.dlq: sent, not counted, not logged
+    one by one). Raises DlqLimitExceeded when many projects fail at once."""
     if not dead:
-        return
-    limiter.admit(len(dead), time.monotonic())
+        return set()
+    now = time.monotonic()
+    over_budget = limiter.admit(dead, now)
     for letter in dead:
-        log.warning("dead letter %s[%d]@%d: %s", letter.topic, letter.partition, letter.offset, letter.reason)
+        if letter.project_id not in over_budget:
+            log.warning("dead letter %s[%d]@%d: %s", letter.topic, letter.partition, letter.offset, letter.reason)
         ctx.producer.produce(ctx.topics.dlq, letter.value, key=letter.key, headers=letter.headers())
     if ctx.producer.flush(30) != 0:
         raise StoreUnavailable("the DLQ producer could not deliver within 30 s")  # retry the batch
+    over = sum(1 for letter in dead if letter.project_id in over_budget)
+    for project in over_budget:
+        if limiter.first_report(project, now):
+            log.warning("project %s is over its dead-letter budget (%d per %gs): its further dead letters are "
+                        "sent without a log line each and not counted toward the DLQ limit "
+                        "(metric cronpipe_dead_letters_over_budget_total)", project,
+                        limiter.policy.project_budget, limiter.policy.window_s)
     metrics.DEAD_LETTERS.inc(len(dead))
+    metrics.DEAD_LETTERS_OVER_BUDGET.inc(over)
+    return over_budget
 
 
 # --------------------------------------------------------------------------- the agent
@@ -302,10 +332,13 @@ class CheckInProcessor:
                 break
             except StoreUnavailable as exc:
                 metrics.BATCH_RETRIES.inc()
+                self.ctx.health.retry(str(exc), time.time())
                 delay = _RETRY_DELAYS_S[min(attempt, len(_RETRY_DELAYS_S) - 1)]
                 log.warning("batch of %d not committed (%s); retrying in %.1fs", len(events), exc, delay)
                 attempt += 1
                 await asyncio.sleep(delay)
+        if attempt:
+            self.ctx.health.recovered()
         if committed is not None:
             self.ctx.notify_committed(committed)
 
@@ -379,17 +412,21 @@ def register(app: faust.App, ctx: WorkerContext) -> None:
 
     @app.agent(topic, concurrency=1, name=f"{ctx.consumer_group}-checkins")
     async def checkins(stream: faust.StreamT[bytes]) -> None:
-        async for events in take_batches(stream, ctx.batch_size, ctx.batch_within_s):
-            try:
-                await processor.run_batch([raw_event(e) for e in events])
-            except (DlqLimitExceeded, StoreError) as exc:
-                log.critical("check-in processor stopped: %s", exc)
-                ctx.fatal = exc
-                await _stop_without_acking(app, exc)
-            except Exception as exc:  # a dead batch process or a bug outside handle_batch: never skip the batch
-                log.critical("check-in processor stopped by an unexpected error", exc_info=exc)
-                ctx.fatal = exc
-                await _stop_without_acking(app, exc)
+        ctx.health.set_agent("checkins", "running")
+        try:
+            async for events in take_batches(stream, ctx.batch_size, ctx.batch_within_s):
+                try:
+                    await processor.run_batch([raw_event(e) for e in events])
+                except (DlqLimitExceeded, StoreError) as exc:
+                    log.critical("check-in processor stopped: %s", exc)
+                    ctx.stop_fatally(exc)
+                    await _stop_without_acking(app, exc)
+                except Exception as exc:  # a dead batch process or a bug outside handle_batch: never skip the batch
+                    log.critical("check-in processor stopped by an unexpected error", exc_info=exc)
+                    ctx.stop_fatally(exc)
+                    await _stop_without_acking(app, exc)
+        finally:
+            ctx.health.set_agent("checkins", "stopped")
 
 
 async def _stop_without_acking(app: faust.App, exc: BaseException) -> None:

@@ -111,6 +111,12 @@ SELECT c.* FROM unnest(%(env_ids)b::bigint[], %(limits)b::integer[]) AS k (env_i
 """
 IN_PROGRESS_HORIZON: Final = timedelta(minutes=MAX_MAX_RUNTIME, days=1)
 
+# How many environments each monitor has, for the per-monitor cap.
+COUNT_ENVIRONMENTS = """
+SELECT monitor_id, count(*) FROM monitor_environments
+ WHERE monitor_id = ANY(%(monitor_ids)b::bigint[]) GROUP BY monitor_id
+"""
+
 ALLOCATE_IDS = "SELECT nextval(%(sequence)s::regclass) FROM generate_series(1, %(n)s::integer)"
 
 
@@ -139,7 +145,8 @@ def load_batch_state(conn: Conn, keys: BatchKeys) -> BatchState:
     checkins = load_checkins(conn, LOAD_CHECKINS, {"guids": list(keys.guids)}) if keys.guids else []
     in_progress = load_in_progress(conn, envs, keys.latest, keys.latest_since)
     state = BatchState(projects=projects, monitors=monitors, envs=envs,
-                       checkins={c.guid: c for c in checkins}, in_progress={})
+                       checkins={c.guid: c for c in checkins}, in_progress={},
+                       env_counts=count_environments(conn, monitors, keys.env_keys - envs.keys()))
     for checkin in in_progress:
         state.checkins.setdefault(checkin.guid, checkin)
         state.in_progress.setdefault(checkin.env_id, []).append(state.checkins[checkin.guid])
@@ -184,6 +191,15 @@ def parse_stored_config(text: str) -> MonitorConfig:
             raise StoreError(f"monitor config in the database is invalid: {exc}") from None
         _CONFIG_CACHE[text] = config
     return config
+
+
+def count_environments(conn: Conn, monitors: Mapping[tuple[int, str], MonitorState],
+                       new_env_keys: set[tuple[int, str, str]]) -> dict[int, int]:
+    """Environments per monitor, for the monitors the batch may add an environment to."""
+    ids = sorted({monitors[(p, s)].id for p, s, _ in new_env_keys if (p, s) in monitors})
+    if not ids:
+        return {}
+    return {mid: n for mid, n in conn.execute(COUNT_ENVIRONMENTS, {"monitor_ids": ids})}
 
 
 def load_environments(conn: Conn, monitors: Mapping[tuple[int, str], MonitorState],
@@ -339,7 +355,7 @@ INSERT INTO checkin_attachments (checkin_guid, project_id, monitor_id, filename,
 SELECT * FROM unnest(%(guids)b::uuid[], %(project_ids)b::bigint[], %(monitor_ids)b::bigint[],
                      %(filenames)b::text[], %(types)b::text[], %(sizes)b::integer[], %(data)b::bytea[],
                      %(dates)b::timestamptz[])
-ON CONFLICT (checkin_guid) DO UPDATE SET
+ON CONFLICT (monitor_id, checkin_guid) DO UPDATE SET
        filename = excluded.filename, content_type = excluded.content_type, size = excluded.size,
        data = excluded.data, date_added = excluded.date_added
 """
@@ -465,8 +481,8 @@ def insert_errors(conn: Conn, result: BatchResult) -> None:
 
 
 def upsert_attachments(conn: Conn, result: BatchResult) -> None:
-    # One row per check-in: if a batch holds two attachments of one check-in, the last wins.
-    latest = {message.check_in_id: (message, monitor) for message, monitor in result.attachments}
+    # One row per monitor's check-in: of two attachments of one check-in in a batch, the last wins.
+    latest = {(monitor.id, message.check_in_id): (message, monitor) for message, monitor in result.attachments}
     if not latest:
         return
     rows = list(latest.values())

@@ -312,17 +312,22 @@ def _next_offsets(messages: Sequence[TaskMessage]) -> dict[int, int]:
 
 # --------------------------------------------------------------------------- the agents
 
-_RETRY_DELAYS_S: Final = (0.5, 1.0, 2.0, 5.0, 10.0)
+# Capped at 2 s (as the pools, consumers.pools): recovery after an outage must not grow with it.
+_RETRY_DELAYS_S: Final = (0.5, 1.0, 2.0)
 
 
-async def _with_retries(what: str, work: Callable[[], Any]) -> Any:
+async def _with_retries(what: str, work: Callable[[], Any], stopping: threading.Event) -> Any:
     """Run ``work`` in a thread until it succeeds: database and broker outages are
-    transient here (nothing was committed), anything else is a bug and propagates."""
+    transient here (nothing was committed), anything else is a bug and propagates.
+    Once the worker is stopping no attempt starts: this waits to be cancelled (the work
+    stays uncommitted and is redelivered)."""
     def attempt() -> Any:
         with wrap_exceptions():
             return work()
 
     for tries in itertools.count():
+        if stopping.is_set():
+            await asyncio.Event().wait()
         try:
             return await asyncio.to_thread(attempt)
         except (StoreUnavailable, TaskSendError) as exc:
@@ -391,13 +396,15 @@ class TaskConsumer:
                 log.warning("clock tasks consumer: %s", m.error() or "a message without a position")
                 continue
             messages.append(decode_task_message(partition, offset, m.value()))
-        if messages:
+        if messages and not self._ctx.stopping.is_set():  # uncommitted: redelivered after the restart
             self._apply_until_committed(messages, stop)
         return bool(messages)
 
     def _apply_until_committed(self, messages: list[TaskMessage], stop: threading.Event) -> None:
         started = time.perf_counter()
         for tries in itertools.count():
+            if self._ctx.stopping.is_set():
+                return  # no clock-task work after the stop began: the batch is redelivered
             try:
                 with wrap_exceptions():
                     done = apply_task_batch(self._connection(), messages, group=self._ctx.consumer_group,
@@ -406,7 +413,7 @@ class TaskConsumer:
                 break
             except StoreUnavailable as exc:
                 self._disconnect()
-                if stop.is_set():
+                if stop.is_set() or self._ctx.stopping.is_set():
                     return  # nothing committed: the next run redelivers the batch
                 delay = _RETRY_DELAYS_S[min(tries, len(_RETRY_DELAYS_S) - 1)]
                 log.warning("batch of %d clock tasks not committed (%s); retrying in %.1fs", len(messages), exc, delay)
@@ -430,7 +437,7 @@ class TaskConsumer:
     def run(self, stop: threading.Event) -> None:
         """Loop until ``stop`` is set (the batch in flight finishes first), then leave the group."""
         try:
-            while not stop.is_set():
+            while not stop.is_set() and not self._ctx.stopping.is_set():
                 self.run_once(stop)
         finally:
             self._consumer.close()
@@ -467,30 +474,41 @@ def register(app: faust.App, ctx: WorkerContext) -> None:
     async def stop_worker(exc: StoreError) -> None:
         # Not transient (a bug or a bad schema): retrying cannot help; stop the worker.
         log.critical("clock stopped: %s", exc)
-        ctx.fatal = exc
+        ctx.stop_fatally(exc)
         await app.crash(exc)
 
     @app.agent(tick_topic, concurrency=1, name=f"{group}-clock-dispatch")
     async def clock_dispatch(stream: faust.StreamT[bytes]) -> None:
-        async for event in stream.events():
-            message = event.message
-            try:
-                tick = datetime.fromtimestamp(decode_clock_tick(message.value).ts, UTC)
-            except MessageDecodeError as exc:
-                log.error("undecodable clock tick @%d skipped: %s", message.offset, exc)
-                continue
-            try:
-                await _with_retries(f"tick {tick:%Y-%m-%dT%H:%M}",
-                                    functools.partial(dispatch, tick, message.partition, message.offset))
-            except StoreError as exc:
-                await stop_worker(exc)
-                return
+        ctx.health.set_agent("clock_dispatch", "running")
+        try:
+            async for event in stream.events():
+                message = event.message
+                try:
+                    tick = datetime.fromtimestamp(decode_clock_tick(message.value).ts, UTC)
+                except MessageDecodeError as exc:
+                    log.error("undecodable clock tick @%d skipped: %s", message.offset, exc)
+                    continue
+                try:
+                    await _with_retries(f"tick {tick:%Y-%m-%dT%H:%M}",
+                                        functools.partial(dispatch, tick, message.partition, message.offset),
+                                        ctx.stopping)
+                except StoreError as exc:
+                    await stop_worker(exc)
+                    return
+        finally:
+            ctx.health.set_agent("clock_dispatch", "stopped")
+
+    consumers = itertools.count()
 
     async def consume_tasks() -> None:
+        name = f"clock_tasks-{next(consumers)}"
+        ctx.health.set_agent(name, "running")
         try:
             await _run_in_own_thread(TaskConsumer(ctx).run)
         except StoreError as exc:
             await stop_worker(exc)
+        finally:
+            ctx.health.set_agent(name, "stopped")
 
     # Several consumers of one group split the task partitions; tasks are keyed by
     # environment, so their batches never touch the same rows and run in parallel.

@@ -240,7 +240,11 @@ def register(app: faust.App, ctx: WorkerContext) -> None:
     app.conf.topic_disable_leader = False
 
     async def clock_ticks() -> None:
-        await ticker.run()
+        ctx.health.set_agent("clock_ticks", "running")
+        try:
+            await ticker.run()
+        finally:
+            ctx.health.set_agent("clock_ticks", "stopped")
 
     async def clock_pulses() -> None:
         await asyncio.to_thread(_send_pulses_now, ctx.producer, topic, partitions)

@@ -7,6 +7,7 @@ import os
 import random
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 from cronpipe.local.procs import pid_alive, port_open, read_pid
@@ -28,7 +29,7 @@ def _cli(args: list[str], env: dict[str, str], timeout: float) -> subprocess.Com
 
 
 def test_up_starts_everything_shows_a_check_in_and_down_stops_every_process(tmp_path: Path) -> None:
-    kafka_port, _controller, pg_port, gateway_port, api_port = _free_ports(5)
+    kafka_port, _controller, pg_port, gateway_port, api_port, health_port = _free_ports(6)
     state = tmp_path / "state"
     env = {k: v for k, v in os.environ.items() if not k.startswith("CRONPIPE_")}
     env.update(CRONPIPE_STATE_DIR=str(state), CRONPIPE_KAFKA_BOOTSTRAP=f"127.0.0.1:{kafka_port}",
@@ -41,6 +42,10 @@ def test_up_starts_everything_shows_a_check_in_and_down_stops_every_process(tmp_
         assert summary["demo_checkin"]["status"] == "ok"
         assert summary["demo_checkin"]["duration"] > 0
         assert summary["gateway"] == f"http://127.0.0.1:{gateway_port}"
+        # The worker answers for itself (the gateway's /healthz knows nothing of it): API port + 1.
+        assert summary["worker_health"] == f"http://127.0.0.1:{health_port}/healthz"
+        with urllib.request.urlopen(f"http://127.0.0.1:{health_port}/livez", timeout=10) as live:
+            assert json.loads(live.read()) == {"live": True}
         pids = [*summary["pids"].values(), read_pid(state / "kafka" / "kafka.pid")]
         postmaster = (state / "postgres" / "data" / "postmaster.pid").read_text().splitlines()[0]
         pids.append(int(postmaster))
@@ -54,4 +59,4 @@ def test_up_starts_everything_shows_a_check_in_and_down_stops_every_process(tmp_
     assert down.returncode == 0, down.stderr[-2000:]
     assert json.loads(down.stdout)["stopped"] == ["notifier", "api", "gateway", "worker", "kafka", "postgresql"]
     assert [p for p in pids if pid_alive(p)] == []
-    assert not any(port_open("127.0.0.1", p) for p in (kafka_port, pg_port, gateway_port, api_port))
+    assert not any(port_open("127.0.0.1", p) for p in (kafka_port, pg_port, gateway_port, api_port, health_port))

@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 import pytest
 
-from consumers.checkins.dlq import DlqLimiter, DlqLimitExceeded, DlqPolicy
+from consumers.checkins.dlq import DeadLetter, DlqLimiter, DlqLimitExceeded, DlqPolicy
 from consumers.checkins.processing import (
     BatchState,
     CheckInItem,
@@ -329,8 +329,9 @@ def test_buckets_start_at_whole_utc_hours_and_days(resolution: int, expected: da
 
 def test_the_dlq_limit_counts_within_a_sliding_window() -> None:
     limiter = DlqLimiter(DlqPolicy(max_messages=3, window_s=10))
-    limiter.admit(2, now=0)
-    limiter.admit(1, now=5)
+    letter = DeadLetter("ingest", 0, 0, None, b"", "undecodable")
+    limiter.admit([letter] * 2, now=0)
+    limiter.admit([letter], now=5)
     with pytest.raises(DlqLimitExceeded):
-        limiter.admit(1, now=9)
-    limiter.admit(2, now=10.5)  # the first two fell out of the window
+        limiter.admit([letter], now=9)
+    limiter.admit([letter] * 2, now=10.5)  # the first two fell out of the window

@@ -1,0 +1,173 @@
+"""An attachment belongs to exactly one project's check-in (issue #10.2), end to end: real
+`cronpipe gateway`, `cronpipe worker` and `cronpipe api` processes, two tenants (A and B,
+each its own organization, project, DSN key and API token). Project B naming A's check-in
+id in an upload must never replace, hide or read A's job output."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+
+from schemas.enums import ProcessingErrorType
+from tests.e2e.gateway_processes import Service, cronpipe, cronpipe_env, free_port
+
+CONFIG = {"schedule": {"type": "crontab", "value": "0 * * * *"}}
+
+
+@dataclass(frozen=True)
+class Tenant:
+    org: str
+    project_id: int
+    slug: str  # the tenant's monitor
+    key: str
+    token: str
+
+
+class Stack:
+    def __init__(self, kafka_bootstrap: str, database_url: str, log_dir: Path) -> None:
+        self.database_url = database_url
+        gateway_port, api_port = free_port(), free_port()
+        self.env = cronpipe_env(kafka_bootstrap, database_url, f"e2e{uuid.uuid4().hex[:8]}-",
+                                CRONPIPE_GATEWAY_PORT=str(gateway_port), CRONPIPE_API_PORT=str(api_port))
+        self.a = self._tenant("org-a", 1, "job-a")
+        self.b = self._tenant("org-b", 2, "job-b")
+        self.services = [Service.start("gateway", self.env, ["gateway"], log_dir),
+                         Service.start("worker", self.env, ["worker", "--agents", "checkins"], log_dir),
+                         Service.start("api", self.env, ["api"], log_dir)]
+        self.gateway_url = f"http://127.0.0.1:{gateway_port}"
+        self.api_url = f"http://127.0.0.1:{api_port}"
+        self.services[0].wait_http(f"{self.gateway_url}/healthz")
+        self.services[2].wait_http(f"{self.api_url}/")
+
+    def _tenant(self, org: str, project_id: int, slug: str) -> Tenant:
+        cronpipe(self.env, "org", "create", org)
+        key = cronpipe(self.env, "project", "create", "--org", org, "--slug", "backend",
+                       "--id", str(project_id))["public_key"]
+        token = cronpipe(self.env, "token", "create", "--org", org)["token"]
+        return Tenant(org, project_id, slug, key, token)
+
+    def cron_url(self, tenant: Tenant) -> str:
+        return f"{self.gateway_url}/api/{tenant.project_id}/cron/{tenant.slug}/{tenant.key}/"
+
+    def start(self, tenant: Tenant, check_in_id: str) -> None:
+        """An in_progress check-in with a chosen id (creates the tenant's monitor)."""
+        response = httpx.post(self.cron_url(tenant), json={"status": "in_progress", "check_in_id": check_in_id,
+                                                           "monitor_config": CONFIG})
+        assert response.status_code == 202, response.text
+
+    def finish_with_output(self, tenant: Tenant, check_in_id: str, output: bytes) -> None:
+        """`curl --data-binary @job.log "$URL?status=error&check_in_id=$ID"`: check-in + attachment."""
+        response = httpx.post(self.cron_url(tenant), params={"status": "error", "check_in_id": check_in_id},
+                              content=output, headers={"content-type": "application/x-www-form-urlencoded"})
+        assert response.status_code == 202, response.text
+
+    def upload(self, tenant: Tenant, check_in_id: str, output: bytes) -> None:
+        """The attachment endpoint alone, naming ``check_in_id``."""
+        response = httpx.post(f"{self.cron_url(tenant)}checkins/{check_in_id}/attachment/",
+                              files={"file": ("out.log", output, "text/plain")})
+        assert response.status_code == 202, response.text
+
+    def download(self, tenant: Tenant, check_in_id: str) -> httpx.Response:
+        return httpx.get(f"{self.api_url}/api/0/organizations/{tenant.org}/monitors/{tenant.slug}/checkins/"
+                         f"{check_in_id}/attachment/", headers={"Authorization": f"Bearer {tenant.token}"})
+
+    def wait_processed(self) -> None:
+        """Until the worker committed every message the gateway published."""
+        def caught_up() -> bool:
+            with psycopg.connect(self.database_url) as conn:
+                stored = conn.execute("SELECT coalesce(sum(next_offset), 0) FROM consumer_offsets").fetchone()
+            return stored is not None and int(stored[0]) >= self.published()
+        wait_for(caught_up, "the worker to process every published message")
+
+    def published(self) -> int:
+        from confluent_kafka import Consumer, TopicPartition
+
+        topic = f"{self.env['CRONPIPE_TOPIC_PREFIX']}ingest-monitors"
+        consumer = Consumer({"bootstrap.servers": self.env["CRONPIPE_KAFKA_BOOTSTRAP"], "group.id": "probe"})
+        try:
+            partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+            return sum(consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions)
+        finally:
+            consumer.close()
+
+    def errors(self, tenant: Tenant) -> list[tuple[int, str]]:
+        with psycopg.connect(self.database_url) as conn:
+            return [(t, r) for t, r in conn.execute(
+                "SELECT type, reason FROM processing_errors WHERE project_id = %s ORDER BY id", (tenant.project_id,))]
+
+    def stop(self) -> list[int]:
+        return [service.terminate() for service in self.services]
+
+
+def wait_for(condition: Callable[[], object], what: str, timeout_s: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.3)
+
+
+@pytest.fixture
+def stack(kafka_bootstrap: str, database_url: str, tmp_path: Path) -> Iterator[Stack]:
+    running = Stack(kafka_bootstrap, database_url, tmp_path)
+    try:
+        yield running
+    finally:
+        codes = running.stop()
+    assert codes == [0, 0, 0], "\n".join(s.tail() for s in running.services)
+
+
+def test_another_project_uploading_for_a_check_in_id_never_replaces_its_owners_output(stack: Stack) -> None:
+    check_in_id = uuid.uuid4().hex
+    stack.start(stack.a, check_in_id)
+    stack.finish_with_output(stack.a, check_in_id, b"A's job output\n")
+    stack.wait_processed()
+    stack.start(stack.b, uuid.uuid4().hex)  # B has a monitor of its own
+    stack.upload(stack.b, check_in_id, b"B's forged output\n")
+    stack.wait_processed()
+
+    served = stack.download(stack.a, check_in_id)
+    assert served.status_code == 200 and served.content == b"A's job output\n"
+    assert stack.download(stack.b, check_in_id).status_code == 404
+    assert [t for t, _ in stack.errors(stack.b)] == [ProcessingErrorType.CHECKIN_GUID_PROJECT_MISMATCH]
+    assert stack.errors(stack.a) == []
+
+
+def test_an_upload_made_first_by_another_project_does_not_hide_the_owners_output(stack: Stack) -> None:
+    check_in_id = uuid.uuid4().hex
+    stack.start(stack.b, uuid.uuid4().hex)
+    stack.upload(stack.b, check_in_id, b"B got there first\n")
+    stack.wait_processed()
+    stack.start(stack.a, check_in_id)
+    stack.finish_with_output(stack.a, check_in_id, b"A's job output\n")
+    stack.wait_processed()
+
+    served = stack.download(stack.a, check_in_id)
+    assert served.status_code == 200 and served.content == b"A's job output\n"
+    assert stack.download(stack.b, check_in_id).status_code == 404  # B has no check-in with that id
+
+
+def test_a_project_never_reads_another_projects_output_through_a_check_in_id_both_used(stack: Stack) -> None:
+    check_in_id = uuid.uuid4().hex
+    stack.start(stack.b, check_in_id)
+    stack.upload(stack.b, check_in_id, b"B's own output\n")
+    stack.wait_processed()
+    # A uses the same id: its check-in and its output are rejected, B's stay B's.
+    stack.start(stack.a, check_in_id)
+    stack.finish_with_output(stack.a, check_in_id, b"A's secret output\n")
+    stack.wait_processed()
+
+    served = stack.download(stack.b, check_in_id)
+    assert served.status_code == 200 and served.content == b"B's own output\n"
+    assert stack.download(stack.a, check_in_id).status_code == 404
+    assert ProcessingErrorType.CHECKIN_GUID_PROJECT_MISMATCH in [t for t, _ in stack.errors(stack.a)]
+    with psycopg.connect(stack.database_url) as conn:
+        assert conn.execute("SELECT count(*) FROM checkin_attachments WHERE data = %s",
+                            (b"A's secret output\n",)).fetchone() == (0,)
