@@ -5,3 +5,6 @@
 -- exists is kept under the uploading monitor only, where no other monitor can reach it.
 ALTER TABLE checkin_attachments DROP CONSTRAINT checkin_attachments_pkey;
 ALTER TABLE checkin_attachments ADD PRIMARY KEY (monitor_id, checkin_guid);
+
+-- Retention and the monitor purge delete attachments by check-in guid alone.
+CREATE INDEX checkin_attachments_guid ON checkin_attachments (checkin_guid);
