@@ -140,8 +140,6 @@ class GatewayApp:
     async def cron(self, request: Request, parts: list[str]) -> Response:
         """``GET|POST /api/{project_id}/cron/{monitor_slug}/{public_key}/`` → 202 ``{"id"}``."""
         project_id, slug, public_key = _project_id(parts[1]), parts[3], parts[4]
-        if self.config.noop:
-            return await _noop(request, MAX_ATTACHMENT_BYTES)
         await self._admit(project_id, public_key)
         fields, attachment = await self._cron_body(request)
         check_in = cron_check_in(slug, request.query, fields, with_output=attachment is not None)
@@ -158,8 +156,6 @@ class GatewayApp:
     async def envelope(self, request: Request, parts: list[str]) -> Response:
         """``POST /api/{project_id}/envelope/``: publishes ``check_in`` items, drops the rest."""
         project_id = _project_id(parts[1])
-        if self.config.noop:
-            return await _noop(request, MAX_ENVELOPE_BYTES)
         auth = envelopes.parse_auth_header(request.header("x-sentry-auth") or "")
         public_key = auth.get("sentry_key") or request.query.get("sentry_key")
         raw = await request.body(MAX_ENVELOPE_BYTES, "envelope")
@@ -328,12 +324,6 @@ def _envelope_id(headers: dict[str, object], check_ins: list[CheckIn]) -> dict[s
     if isinstance(event_id, str):
         return {"id": event_id}
     return {"id": check_ins[0].check_in_id.hex} if check_ins else {}
-
-
-async def _noop(request: Request, limit: int) -> Response:
-    """The benchmark baseline: read the body and answer like a success, nothing else."""
-    await request.body(limit)
-    return json_response(202, {"id": uuid.UUID(int=0).hex})
 
 
 def _tune_garbage_collector() -> None:

@@ -37,7 +37,7 @@ class GatewayConfig:
     delivery_timeout: float = 10.0
     producer_config: Mapping[str, Any] = field(default_factory=dict)
     #: Benchmark baseline: answer check-in requests at once, touching nothing.
-    noop: bool = False
+    noop: bool = False  # serve the benchmark's do-nothing baseline (baseline.py) instead
 
     @classmethod
     def from_settings(cls, settings: Settings, env: Mapping[str, str] = os.environ) -> GatewayConfig:

@@ -28,8 +28,11 @@ log = logging.getLogger("cronpipe.gateway")
 def uvicorn_config(settings: Settings, workers: int, port: int | None = None) -> uvicorn.Config:
     """The server settings every gateway process uses (also the benchmark's baseline):
     httptools with the bounds of ``CRONPIPE_HTTP_*`` (schemas/http_limits.py)."""
+    # The benchmark's baseline runs the same server around a do-nothing app (baseline.py).
+    app = "ingest.gateway.baseline:create_baseline_app" if GatewayConfig.from_settings(settings).noop \
+        else "ingest.gateway.app:create_app"
     return LimitedConfig(
-        "ingest.gateway.app:create_app", factory=True, limits=HttpLimits.from_settings(settings),
+        app, factory=True, limits=HttpLimits.from_settings(settings),
         host=settings.bind, port=settings.gateway_port if port is None else port, workers=workers,
         loop="uvloop", lifespan="on",
         access_log=False, log_level="info", server_header=False, date_header=False,
