@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from typing import Any
+
+from prometheus_client import Counter, Gauge, Histogram
 
 CHECKINS_ACCEPTED = Counter("cronpipe_checkins_accepted_total", "check-ins written or paired")
 PROCESSING_ERRORS = Counter("cronpipe_processing_errors_total", "check-ins rejected as processing errors")
@@ -17,3 +19,17 @@ BATCH_SECONDS = Histogram("cronpipe_batch_seconds", "time to process and commit 
                           buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
 BATCH_SIZE = Histogram("cronpipe_batch_messages", "messages per batch",
                        buckets=(1, 10, 100, 500, 1000, 2000, 5000, 10000))
+
+# The volume-anomaly guard: the decision of the newest dispatched tick, one gauge per
+# decision (1 for the current one), and that tick's deviation from its baseline.
+VOLUME_DECISION = Gauge("cronpipe_volume_decision", "volume-anomaly guard decision of the newest tick (1 = current)",
+                        ["decision"])
+VOLUME_PCT_DEVIATION = Gauge("cronpipe_volume_pct_deviation",
+                             "check-in volume of the newest evaluated minute against its 30-day baseline, percent")
+
+
+def observe_decision(decision: Any, pct: float | None = None) -> None:
+    for value in ("normal", "abnormal", "incident", "recovering"):
+        VOLUME_DECISION.labels(value).set(1 if getattr(decision, "value", decision) == value else 0)
+    if pct is not None:
+        VOLUME_PCT_DEVIATION.set(pct)

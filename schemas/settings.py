@@ -81,6 +81,11 @@ class Settings:
     maintenance_interval_s: float = field(default_factory=lambda: float(_env("MAINTENANCE_INTERVAL", "3600")))
     #: Rows per statement of the maintenance's batched deletes.
     maintenance_batch_size: int = field(default_factory=lambda: int(_env("MAINTENANCE_BATCH_SIZE", "10000")))
+    #: The volume-anomaly guard (Sentry's system incidents); "0" turns it off.
+    volume_guard: bool = field(default_factory=lambda: _env("VOLUME_GUARD", "1") not in ("0", "false", "no"))
+    #: A drop of this many percent against the baseline is an abnormal / an incident minute.
+    volume_abnormal_pct: float = field(default_factory=lambda: float(_env("VOLUME_ABNORMAL_PCT", "10")))
+    volume_incident_pct: float = field(default_factory=lambda: float(_env("VOLUME_INCIDENT_PCT", "30")))
 
     def local_database_url(self) -> str:
         return f"postgresql://cronpipe@127.0.0.1:{self.pg_port}/cronpipe"

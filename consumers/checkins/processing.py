@@ -247,6 +247,8 @@ class BatchResult:
     #: (env id, "opened|failure|resolved", check-in id, its date_added), in result order.
     incident_events: list[tuple[int, str, int, datetime]] = field(default_factory=list)
     accepted: int = 0
+    #: Accepted check-ins per message minute (the volume-anomaly guard's history).
+    volume: dict[datetime, int] = field(default_factory=dict)
 
     def reject(self, kind: ProcessingErrorType, reason: str, item: CheckInItem,
                project: Project | None = None, monitor: MonitorState | None = None) -> None:
@@ -446,6 +448,8 @@ def apply_check_in(item: CheckInItem, payload: CheckInPayload, project: Project,
             return
         checkin = existing
     result.accepted += 1
+    minute = item.ts.replace(second=0, microsecond=0)
+    result.volume[minute] = result.volume.get(minute, 0) + 1
     advance_environment(env, start)
     if payload.status in _FINAL_STATUSES and checkin.status == payload.status:
         drive_incident(env, checkin, result)

@@ -27,6 +27,7 @@ from consumers.checkins.processing import (
     Project,
     rollup_deltas,
 )
+from consumers.clock import volume_store
 from consumers.database import Conn, StoreError
 from consumers.incidents import outbox
 from consumers.incidents import store as incident_store
@@ -378,6 +379,7 @@ def write_batch(conn: Conn, state: BatchState, result: BatchResult) -> None:
     upsert_rollups(conn, checkins)
     insert_errors(conn, result)
     upsert_attachments(conn, result)
+    volume_store.record_volume(conn, result.volume)
 
 
 def insert_monitors(conn: Conn, monitors: Sequence[MonitorState]) -> None:

@@ -24,9 +24,11 @@ import psycopg
 
 from consumers import database
 from consumers.clock import store as clock_store
+from consumers.clock import volume_store
+from consumers.clock.volume import Decision
 from schemas.clock import MarkMissing, MarkTimeout, encode_clock_task, task_key
 
-__all__ = ["DispatchResult", "KafkaTaskSink", "TaskSendError", "TaskSink", "dispatch_tick", "plan_tasks"]
+__all__ = ["DispatchResult", "Guard", "KafkaTaskSink", "TaskSendError", "TaskSink", "dispatch_tick", "plan_tasks"]
 
 log = logging.getLogger("cronpipe.clock.dispatch")
 
@@ -94,6 +96,15 @@ class DispatchResult:
     missing: int
     timeouts: int
     bounded: bool
+    decision: Decision = Decision.NORMAL
+
+
+@dataclass(frozen=True)
+class Guard:
+    """The volume-anomaly guard's thresholds (drops, in percent)."""
+
+    abnormal_pct: float = 10.0
+    incident_pct: float = 30.0
 
 
 def plan_tasks(tick_ts: int, environments: Sequence[tuple[int, datetime]],
@@ -112,11 +123,13 @@ def _next_cursor(last: Sequence[tuple[datetime, int]], count: int, limit: int) -
 
 def dispatch_tick(conn: psycopg.Connection[Any], sink: TaskSink, tick: datetime, *, group: str,
                   topic: str, partition: int, offset: int, limit: int = DEFAULT_LIMIT,
-                  chunk: int = CHUNK) -> DispatchResult | None:
+                  chunk: int = CHUNK, guard: Guard | None = None) -> DispatchResult | None:
     """Dispatch tick ``tick`` read at (``topic``, ``partition``, ``offset``).
 
     Tasks are sent chunk by chunk as the sweeps read them, so the task consumers start
     while the sweep is still running; the cursors and the offset commit after the flush.
+    With ``guard``, the tick's volume decision is made (and its transition applied) in the
+    first transaction, before any task is sent, so every task of the tick finds it.
     Returns None when the offset was already committed (a redelivery). ``conn`` must not
     be inside another transaction. Raises TaskSendError or psycopg errors (nothing
     committed; the tick is retried).
@@ -126,6 +139,10 @@ def dispatch_tick(conn: psycopg.Connection[Any], sink: TaskSink, tick: datetime,
             return None
         missing_after = clock_store.load_cursor(conn, group, MISSING)
         timeout_after = clock_store.load_cursor(conn, group, TIMEOUT)
+        decision = Decision.NORMAL
+        if guard is not None:
+            decision = volume_store.decide_tick(conn, tick, abnormal_pct=guard.abnormal_pct,
+                                                incident_pct=guard.incident_pct)
     tick_ts = int(tick.timestamp())
     last_env: list[tuple[datetime, int]] = []
     last_timeout: list[tuple[datetime, int]] = []
@@ -147,4 +164,4 @@ def dispatch_tick(conn: psycopg.Connection[Any], sink: TaskSink, tick: datetime,
     bounded = missing >= limit or timeouts >= limit
     if bounded:
         log.info("tick %s bounded at %d tasks per kind; continuing on the next tick", tick, limit)
-    return DispatchResult(missing=missing, timeouts=timeouts, bounded=bounded)
+    return DispatchResult(missing=missing, timeouts=timeouts, bounded=bounded, decision=decision)

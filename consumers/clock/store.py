@@ -208,14 +208,15 @@ SELECT c.id, c.monitor_environment_id, c.status, c.date_added, c.timeout_at,
 ALLOCATE_CHECKIN_IDS = "SELECT nextval('checkins_id_seq') FROM generate_series(1, %(n)s)"
 
 # Monitor, project and config come from the locked environment's monitor, the guid from
-# PostgreSQL: the batch ships only four arrays (binary) for any number of MISSED rows.
-INSERT_MISSED = f"""
+# PostgreSQL: the batch ships only five arrays (binary) for any number of MISSED rows.
+INSERT_MISSED = """
 INSERT INTO checkins (id, guid, project_id, monitor_id, monitor_environment_id, status, date_added,
                       date_updated, date_clock, expected_time, monitor_config, retention_days)
-SELECT u.id, gen_random_uuid(), m.project_id, m.id, u.env_id, {int(CheckInStatus.MISSED)}, u.expected_time,
+SELECT u.id, gen_random_uuid(), m.project_id, m.id, u.env_id, u.status, u.expected_time,
        u.clock, u.clock, u.expected_time, m.config, %(retention_days)s::integer
-  FROM unnest(%(ids)b::bigint[], %(env_ids)b::bigint[], %(expected)b::timestamptz[], %(clock)b::timestamptz[])
-       AS u (id, env_id, expected_time, clock)
+  FROM unnest(%(ids)b::bigint[], %(env_ids)b::bigint[], %(expected)b::timestamptz[], %(clock)b::timestamptz[],
+              %(statuses)b::smallint[])
+       AS u (id, env_id, expected_time, clock, status)
   JOIN monitor_environments me ON me.id = u.env_id
   JOIN monitors m ON m.id = me.monitor_id
 """
@@ -240,17 +241,18 @@ UPDATE monitor_environments AS me
 """
 
 MARK_TIMEOUTS = f"""
-UPDATE checkins AS c SET status = {int(CheckInStatus.TIMEOUT)}, date_updated = u.ts
+UPDATE checkins AS c SET status = %(status)s::smallint, date_updated = u.ts
   FROM unnest(%(ids)b::bigint[], %(ts)b::timestamptz[]) AS u (id, ts)
  WHERE c.id = u.id AND c.status = {int(CheckInStatus.IN_PROGRESS)}
 """
 
 ADD_ROLLUPS = """
-INSERT INTO checkin_rollups AS r (monitor_environment_id, resolution, bucket, missed, timeout)
+INSERT INTO checkin_rollups AS r (monitor_environment_id, resolution, bucket, missed, timeout, unknown)
 SELECT * FROM unnest(%(env_ids)b::bigint[], %(resolutions)b::integer[], %(buckets)b::timestamptz[],
-                     %(missed)b::integer[], %(timeout)b::integer[])
+                     %(missed)b::integer[], %(timeout)b::integer[], %(unknown)b::integer[])
 ON CONFLICT (monitor_environment_id, resolution, bucket)
-DO UPDATE SET missed = r.missed + EXCLUDED.missed, timeout = r.timeout + EXCLUDED.timeout
+DO UPDATE SET missed = r.missed + EXCLUDED.missed, timeout = r.timeout + EXCLUDED.timeout,
+              unknown = r.unknown + EXCLUDED.unknown
 """
 
 
@@ -279,12 +281,14 @@ class TimeoutCheckIn:
 
 @dataclass(frozen=True)
 class MissedCheckIn:
-    """A MISSED check-in to insert: id pre-allocated, ``date_added = expected_time``."""
+    """A MISSED check-in to insert: id pre-allocated, ``date_added = expected_time``
+    (UNKNOWN instead when the volume guard decided the tick was a system incident)."""
 
     id: int
     env_id: int
     expected_time: datetime
     clock: datetime
+    status: CheckInStatus = CheckInStatus.MISSED
 
 
 def load_task_environments(conn: Conn, env_ids: Iterable[int]) -> dict[int, TaskEnvironment]:
@@ -324,7 +328,8 @@ def insert_missed(conn: Conn, missed: Sequence[MissedCheckIn], retention_days: i
         conn.execute("SELECT cronpipe_ensure_checkins_partitions(%(days)s::date[])", {"days": days})
         conn.execute(INSERT_MISSED, {"ids": [m.id for m in missed], "env_ids": [m.env_id for m in missed],
                                      "expected": [m.expected_time for m in missed],
-                                     "clock": [m.clock for m in missed], "retention_days": retention_days})
+                                     "clock": [m.clock for m in missed], "retention_days": retention_days,
+                                     "statuses": [int(m.status) for m in missed]})
 
 
 def update_environments(conn: Conn, deadlines: Mapping[int, tuple[datetime | None, datetime | None]],
@@ -349,20 +354,27 @@ def update_environments(conn: Conn, deadlines: Mapping[int, tuple[datetime | Non
     })
 
 
-def mark_timeouts(conn: Conn, timeouts: Mapping[int, datetime]) -> int:
-    """IN_PROGRESS → TIMEOUT for ``{checkin_id: ts}``; conditional on the status."""
+def mark_timeouts(conn: Conn, timeouts: Mapping[int, datetime],
+                  status: CheckInStatus = CheckInStatus.TIMEOUT) -> int:
+    """IN_PROGRESS → TIMEOUT (or UNKNOWN) for ``{checkin_id: ts}``; conditional on the status."""
     if not timeouts:
         return 0
     ids = sorted(timeouts)
-    return conn.execute(MARK_TIMEOUTS, {"ids": ids, "ts": [timeouts[i] for i in ids]}).rowcount
+    return conn.execute(MARK_TIMEOUTS, {"ids": ids, "ts": [timeouts[i] for i in ids],
+                                        "status": int(status)}).rowcount
 
 
-def add_rollups(conn: Conn, counts: Mapping[tuple[int, int, datetime], tuple[int, int]]) -> None:
-    """Add ``(missed, timeout)`` to each (env, resolution, bucket) rollup row, in key order."""
-    if not counts:
+def add_rollups(conn: Conn, counts: Mapping[tuple[int, int, datetime], tuple[int, int]],
+                unknown: Mapping[tuple[int, int, datetime], int] | None = None) -> None:
+    """Add ``(missed, timeout)`` and ``unknown`` to each (env, resolution, bucket) rollup
+    row, in key order."""
+    unknown = unknown or {}
+    if not counts and not unknown:
         return
-    keys = sorted(counts)
+    keys = sorted(set(counts) | set(unknown))
+    none = (0, 0)
     conn.execute(ADD_ROLLUPS, {
         "env_ids": [k[0] for k in keys], "resolutions": [k[1] for k in keys], "buckets": [k[2] for k in keys],
-        "missed": [counts[k][0] for k in keys], "timeout": [counts[k][1] for k in keys],
+        "missed": [counts.get(k, none)[0] for k in keys], "timeout": [counts.get(k, none)[1] for k in keys],
+        "unknown": [unknown.get(k, 0) for k in keys],
     })

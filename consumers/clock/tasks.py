@@ -35,11 +35,13 @@ import faust
 import orjson
 import psycopg
 
-from consumers import database
+from consumers import database, metrics
 from consumers.checkins.processing import ROLLUP_RESOLUTIONS, bucket_start
 from consumers.clock import store as clock_store
-from consumers.clock.dispatch import KafkaTaskSink, TaskSendError, dispatch_tick
+from consumers.clock import volume_store
+from consumers.clock.dispatch import Guard, KafkaTaskSink, TaskSendError, dispatch_tick
 from consumers.clock.store import MissedCheckIn, TaskEnvironment, TimeoutCheckIn
+from consumers.clock.volume import Decision as Verdict
 from consumers.context import WorkerContext
 from consumers.database import StoreError, StoreUnavailable, wrap_exceptions
 from consumers.incidents import outbox
@@ -209,44 +211,69 @@ def decide(tasks: Sequence[Task], envs: dict[int, TaskEnvironment],
 class TaskWrites:
     missed: list[MissedCheckIn] = field(default_factory=list)
     timeouts: dict[int, datetime] = field(default_factory=dict)
+    #: IN_PROGRESS check-ins whose timeout fell in a system incident: UNKNOWN, not TIMEOUT.
+    unknowns: dict[int, datetime] = field(default_factory=dict)
     rollups: dict[tuple[int, int, datetime], tuple[int, int]] = field(default_factory=dict)
+    #: UNKNOWN counts per rollup key (failures the volume guard attributed to the system).
+    unknown_rollups: dict[tuple[int, int, datetime], int] = field(default_factory=dict)
     states: dict[int, tuple[IncidentState, MonitorStatus]] = field(default_factory=dict)
     opened: list[tuple[int, int, int | None, datetime]] = field(default_factory=list)
     #: Incident events for the outbox, in decision order.
     events: list[OutboxEvent] = field(default_factory=list)
+    #: (tick, check-in id, env id) of synthetic failures written in a pending tick.
+    held: list[tuple[datetime, int, int]] = field(default_factory=list)
 
 
-def _count(writes: TaskWrites, env_id: int, date_added: datetime, missed: int, timeout: int) -> None:
+def _count(writes: TaskWrites, env_id: int, date_added: datetime, missed: int, timeout: int,
+           unknown: int = 0) -> None:
     for resolution in ROLLUP_RESOLUTIONS:
         key = (env_id, resolution, bucket_start(date_added, resolution))
+        if unknown:
+            writes.unknown_rollups[key] = writes.unknown_rollups.get(key, 0) + unknown
+            continue
         old_missed, old_timeout = writes.rollups.get(key, (0, 0))
         writes.rollups[key] = (old_missed + missed, old_timeout + timeout)
 
 
 def plan_writes(decisions: Sequence[Decision], envs: dict[int, TaskEnvironment],
-                checkin_ids: Iterator[int]) -> TaskWrites:
+                checkin_ids: Iterator[int], verdicts: dict[datetime, Verdict] | None = None) -> TaskWrites:
     """Turn decisions into rows: MISSED check-ins (with pre-allocated ids), TIMEOUT
-    transitions, rollup increments and incident changes, applied in decision order."""
+    transitions, rollup increments and incident changes, applied in decision order.
+
+    ``verdicts`` are the volume guard's decisions of the ticks (missing: normal). In an
+    INCIDENT tick the failures are UNKNOWN with no incident effect; in a pending one
+    (abnormal, recovering) they are written and counted as usual but their outbox
+    events are held and they are remembered, so that the tick's resolution can release
+    or undo them."""
     writes = TaskWrites()
     states = {env_id: env.incident for env_id, env in envs.items()}
+    verdicts = verdicts or {}
     for decision in decisions:
         env = envs[decision.env_id]
+        verdict = verdicts.get(decision.tick, Verdict.NORMAL)
+        system = verdict is Verdict.INCIDENT
         if isinstance(decision, DueMissed):
             checkin_id, status, ts = next(checkin_ids), CheckInStatus.MISSED, decision.expected_time
-            writes.missed.append(MissedCheckIn(checkin_id, env.id, ts, decision.tick))
-            _count(writes, env.id, ts, 1, 0)
+            written = CheckInStatus.UNKNOWN if system else status
+            writes.missed.append(MissedCheckIn(checkin_id, env.id, ts, decision.tick, written))
+            _count(writes, env.id, ts, int(not system), 0, int(system))
         else:
             checkin_id, status, ts = decision.checkin_id, CheckInStatus.TIMEOUT, decision.date_added
-            writes.timeouts[checkin_id] = decision.tick
-            _count(writes, env.id, ts, 0, 1)
+            (writes.unknowns if system else writes.timeouts)[checkin_id] = decision.tick
+            _count(writes, env.id, ts, 0, int(not system), int(system))
             if not decision.fails_environment:
                 continue
-        _apply_incident(writes, states, env, status, checkin_id, ts, decision.tick)
+        if system:
+            continue
+        if verdict.pending:
+            writes.held.append((decision.tick, checkin_id, env.id))
+        _apply_incident(writes, states, env, status, checkin_id, ts, decision.tick, verdict.pending)
     return writes
 
 
 def _apply_incident(writes: TaskWrites, states: dict[int, IncidentState], env: TaskEnvironment,
-                    status: CheckInStatus, checkin_id: int, ts: datetime, tick: datetime) -> None:
+                    status: CheckInStatus, checkin_id: int, ts: datetime, tick: datetime,
+                    held: bool = False) -> None:
     config = _config(env.config_json)
     change = apply_result(states[env.id], status, checkin_id, ts,
                           config.failure_issue_threshold or 1, config.recovery_threshold or 1)
@@ -255,7 +282,7 @@ def _apply_incident(writes: TaskWrites, states: dict[int, IncidentState], env: T
     if change.open_incident_from is not None:
         writes.opened.append((env.monitor_id, env.id, *change.open_incident_from))
     if change.event_type is not None:
-        writes.events.append(OutboxEvent(env.id, change.event_type, checkin_id, ts, tick))
+        writes.events.append(OutboxEvent(env.id, change.event_type, checkin_id, ts, tick, held))
 
 
 # --------------------------------------------------------------------------- the transaction
@@ -272,7 +299,7 @@ class TaskBatch:
 
 
 def apply_task_batch(conn: psycopg.Connection[Any], messages: Sequence[TaskMessage], *, group: str,
-                     topic: str, retention_days: int = 90) -> TaskBatch:
+                     topic: str, retention_days: int = 90, guard: bool = True) -> TaskBatch:
     """Apply ``messages`` (in partition order) in one transaction with their offsets.
 
     ``conn`` must not be inside another transaction. Raises psycopg errors (nothing
@@ -282,12 +309,15 @@ def apply_task_batch(conn: psycopg.Connection[Any], messages: Sequence[TaskMessa
         stored = database.load_offsets(conn, group, topic, {m.partition for m in messages})
         fresh = [m for m in messages if m.offset >= stored.get(m.partition, 0)]
         tasks = [m.task for m in fresh if m.task is not None]
+        # Before the environments: a tick's resolution locks its decision, then environments.
+        verdicts = volume_store.lock_decisions(
+            conn, {datetime.fromtimestamp(t.ts, UTC) for t in tasks}) if guard else {}
         envs = clock_store.load_task_environments(conn, {t.monitor_environment_id for t in tasks})
         checkins = clock_store.load_timeout_checkins(
             conn, {t.checkin_id for t in tasks if isinstance(t, MarkTimeout)})
         decisions, deadlines = decide(tasks, envs, checkins)
         ids = clock_store.allocate_checkin_ids(conn, sum(isinstance(d, DueMissed) for d in decisions))
-        writes = plan_writes(decisions, envs, iter(ids))
+        writes = plan_writes(decisions, envs, iter(ids), verdicts)
         _write(conn, writes, deadlines, retention_days)
         database.save_offsets(conn, group, topic, _next_offsets(messages))
     return TaskBatch(skipped=len(messages) - len(fresh), missed=len(writes.missed),
@@ -297,9 +327,11 @@ def apply_task_batch(conn: psycopg.Connection[Any], messages: Sequence[TaskMessa
 def _write(conn: psycopg.Connection[Any], writes: TaskWrites, deadlines: Deadlines, retention_days: int) -> None:
     clock_store.insert_missed(conn, writes.missed, retention_days)
     clock_store.mark_timeouts(conn, writes.timeouts)
-    clock_store.add_rollups(conn, writes.rollups)
+    clock_store.mark_timeouts(conn, writes.unknowns, CheckInStatus.UNKNOWN)
+    clock_store.add_rollups(conn, writes.rollups, writes.unknown_rollups)
     incident_store.open_incidents(conn, writes.opened)
     outbox.write_events(conn, writes.events)
+    volume_store.hold(conn, writes.held)
     clock_store.update_environments(conn, deadlines, writes.states)
 
 
@@ -409,7 +441,8 @@ class TaskConsumer:
                 with wrap_exceptions():
                     done = apply_task_batch(self._connection(), messages, group=self._ctx.consumer_group,
                                             topic=self._topic,
-                                            retention_days=self._ctx.settings.retention_days_default)
+                                            retention_days=self._ctx.settings.retention_days_default,
+                                            guard=self._ctx.settings.volume_guard)
                 break
             except StoreUnavailable as exc:
                 self._disconnect()
@@ -465,11 +498,15 @@ def register(app: faust.App, ctx: WorkerContext) -> None:
     tick_topic = app.topic(ctx.topics.clock_tick, key_type=bytes, value_type=bytes,
                            key_serializer="raw", value_serializer="raw")
     sink = KafkaTaskSink(ctx.settings.kafka_bootstrap, ctx.topics.clock_tasks)
+    settings = ctx.settings
+    guard = Guard(settings.volume_abnormal_pct, settings.volume_incident_pct) if settings.volume_guard else None
 
     def dispatch(tick: datetime, partition: int, offset: int) -> None:
         with ctx.pool.connection() as conn:
-            dispatch_tick(conn, sink, tick, group=group, topic=ctx.topics.clock_tick,
-                          partition=partition, offset=offset)
+            result = dispatch_tick(conn, sink, tick, group=group, topic=ctx.topics.clock_tick,
+                                   partition=partition, offset=offset, guard=guard)
+        if result is not None and guard is not None:
+            metrics.observe_decision(result.decision)
 
     async def stop_worker(exc: StoreError) -> None:
         # Not transient (a bug or a bad schema): retrying cannot help; stop the worker.

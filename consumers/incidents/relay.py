@@ -34,7 +34,7 @@ _RETRY_DELAYS_S: Final = (0.5, 1.0, 2.0, 5.0)
 
 UNSENT = """
 SELECT id, event_id, monitor_environment_id, payload FROM incident_outbox
- WHERE sent_at IS NULL ORDER BY id LIMIT %(limit)s
+ WHERE sent_at IS NULL AND NOT held ORDER BY id LIMIT %(limit)s
 """
 MARK_SENT = "UPDATE incident_outbox SET sent_at = now() WHERE id = ANY(%(ids)s::bigint[])"
 
