@@ -21,6 +21,7 @@ from api.metrics import MetricsMiddleware, metrics_endpoint
 from api.resolve import organization_monitor, project_monitor
 from api.responses import JsonResponse
 from api.routes import ORG_PREFIX, PROJECT_PREFIX, monitor_routes, organization_routes, project_routes
+from api.system_incidents import system_incident_routes
 from api.timeline_routes import timeline_routes
 from api.ui import ui_routes
 from api.ui.headers import InertResponses
@@ -103,6 +104,7 @@ def create_app(database_url: str, pool_size: int = 8, public_url: str | None = N
     app.include_router(monitor_routes(project_monitor), prefix=f"{PROJECT_PREFIX}/monitors/{{monitor_id_or_slug}}",
                        tags=["project monitors"])
     app.include_router(timeline_routes())
+    app.include_router(system_incident_routes())
     app.include_router(ui_routes())
     app.add_api_route("/healthz", healthz, methods=["GET"], include_in_schema=False)
     app.add_route("/readyz", readyz, include_in_schema=False)

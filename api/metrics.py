@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -19,6 +19,13 @@ REQUESTS = Counter("cronpipe_api_requests_total", "Read API requests by route te
                    ["route", "status"], registry=REGISTRY)
 LATENCY = Histogram("cronpipe_api_request_seconds", "Read API request latency by route template", ["route"],
                     buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0), registry=REGISTRY)
+
+VOLUME_DECISION = Gauge("cronpipe_volume_decision", "volume-anomaly guard: 1 for the newest tick's decision",
+                        ["decision"], registry=REGISTRY)
+VOLUME_PCT_DEVIATION = Gauge("cronpipe_volume_pct_deviation",
+                             "volume-anomaly guard: the newest evaluated minute against its baseline, percent "
+                             "(NaN with too little history)", registry=REGISTRY)
+DECISIONS = ("normal", "abnormal", "incident", "recovering")
 
 
 class MetricsMiddleware:
@@ -57,4 +64,13 @@ def route_template(scope: Scope) -> str:
 
 
 async def metrics_endpoint(request: Request) -> Response:
+    from api.system_incidents import latest_decision
+
+    # Read at scrape time: the clock runs in the worker, the newest decision is in PostgreSQL.
+    async with request.app.state.pool.connection() as conn:
+        latest = await latest_decision(conn)
+    decision, pct = latest or ("normal", None)
+    for value in DECISIONS:
+        VOLUME_DECISION.labels(value).set(1 if value == decision else 0)
+    VOLUME_PCT_DEVIATION.set(float("nan") if pct is None else pct)
     return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)

@@ -344,6 +344,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_channel_parsers(sub, add)
 
+    from cronpipe.clock_status import add_parsers as add_clock_parsers
+
+    add_clock_parsers(sub)
+
     p = add("loadgen", cmd_loadgen, "synthetic check-in producers writing to ingest-monitors")
     _add_loadgen_arguments(p)
     p = add("bench", cmd_bench, "run a benchmark against the local stack and print its figures")

@@ -198,3 +198,26 @@ class BulkResult(BaseModel):
 
     updated: list[Monitor]
     errored: list[Monitor]
+
+
+class SystemIncident(BaseModel):
+    """A run of ticks the volume-anomaly guard decided were a system incident (or its
+    recovery): ``end`` is the first tick after it, None while it lasts."""
+
+    model_config = ConfigDict(frozen=True)
+
+    start: datetime
+    end: datetime | None
+    lowest_pct_deviation: float | None
+
+
+class SystemIncidents(BaseModel):
+    """The guard's newest decision (``normal|abnormal|incident|recovering``; ``normal``
+    with no tick yet) and its system incidents, newest first."""
+
+    model_config = ConfigDict(frozen=True)
+
+    decision: str
+    pct_deviation: float | None
+    tick: datetime | None
+    incidents: list[SystemIncident]
