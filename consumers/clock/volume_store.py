@@ -169,6 +169,7 @@ def decide_tick(conn: Conn, tick: datetime, *, abnormal_pct: float, incident_pct
     conn.execute(INSERT_DECISION, {"tick": tick, "metric": metric.value if pct is not None else None,
                                    "pct": pct, "decision": transition.decision.value})
     apply_transition(conn, tick, transition)
+    prune(conn, tick)  # an index range delete of about one row per table and tick
     return transition.decision
 
 
@@ -242,8 +243,9 @@ def hold(conn: Conn, held: Sequence[tuple[datetime, int, int]]) -> None:
                             "env_ids": [h[2] for h in held]})
 
 
-def prune(conn: Conn, now: datetime) -> None:
-    conn.execute(PRUNE, {"before": now - DAY * (HISTORY_DAYS + 1)})
+def prune(conn: Conn, tick: datetime) -> None:
+    """Forget volume and decisions older than the baseline needs (message time)."""
+    conn.execute(PRUNE, {"before": tick - DAY * (HISTORY_DAYS + 1)})
 
 
 def recent_decisions(conn: Conn, since: datetime) -> list[dict[str, Any]]:

@@ -130,6 +130,8 @@ def test_a_half_volume_outage_turns_misses_unknown_sends_nothing_and_later_misse
 def test_a_fifteen_percent_dip_for_two_minutes_holds_the_misses_and_releases_them_when_normal(
         rig: ClockRig) -> None:
     _seed_volume(rig, 20, {5: 85, 6: 85})  # ticks T+6 and T+7 see an abnormal metric
+    with psycopg.connect(rig.database_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO checkin_volume (minute, count) VALUES (%s, 7)", (T - 40 * DAY,))
     env_id = _silent_monitor(rig, "dip", T + 5 * M)
     states: dict[str, Any] = {}
 
@@ -151,6 +153,8 @@ def test_a_fifteen_percent_dip_for_two_minutes_holds_the_misses_and_releases_the
     assert [e for e in _relayed(rig) if b'"opened"' in e]
     assert all(s == MISSED for s, _, _ in checkins_of(rig, env_id))
     assert rig.rows("SELECT count(*) FROM clock_volume_held")[0][0] == 0
+    # Kept 30 days (and one for the baseline's oldest day), in message time.
+    assert rig.rows("SELECT count(*) FROM checkin_volume WHERE minute < %s", (T - 31 * DAY,))[0][0] == 0
 
 
 def test_an_abnormal_run_that_becomes_an_incident_is_back_dated_and_its_misses_undone(rig: ClockRig) -> None:
