@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import time
 
+import psycopg
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from psycopg_pool import PoolTimeout
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -67,10 +69,16 @@ async def metrics_endpoint(request: Request) -> Response:
     from api.system_incidents import latest_decision
 
     # Read at scrape time: the clock runs in the worker, the newest decision is in PostgreSQL.
-    async with request.app.state.pool.connection() as conn:
-        latest = await latest_decision(conn)
-    decision, pct = latest or ("normal", None)
-    for value in DECISIONS:
-        VOLUME_DECISION.labels(value).set(1 if value == decision else 0)
-    VOLUME_PCT_DEVIATION.set(float("nan") if pct is None else pct)
+    # The request metrics must still be served while PostgreSQL is down: the guard's
+    # gauges then keep their last values.
+    try:
+        async with request.app.state.pool.connection(timeout=2.0) as conn:
+            latest = await latest_decision(conn)
+    except (psycopg.Error, PoolTimeout):
+        pass
+    else:
+        decision, pct = latest or ("normal", None)
+        for value in DECISIONS:
+            VOLUME_DECISION.labels(value).set(1 if value == decision else 0)
+        VOLUME_PCT_DEVIATION.set(float("nan") if pct is None else pct)
     return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
