@@ -25,7 +25,7 @@ def _connect(settings: Settings) -> Any:
 
 
 def cmd_create(settings: Settings, args: argparse.Namespace) -> int:
-    from notifier import store
+    from schemas import channels as store
     from schemas.destinations import resolve_destination
 
     resolve_destination(args.url, allow_private=settings.notify_allow_private)
@@ -36,7 +36,7 @@ def cmd_create(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_list(settings: Settings, args: argparse.Namespace) -> int:
-    from notifier import store
+    from schemas import channels as store
 
     with _connect(settings) as conn:
         _emit({"channels": [c.public() for c in store.list_channels(conn, args.org)]})
@@ -44,7 +44,7 @@ def cmd_list(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_delete(settings: Settings, args: argparse.Namespace) -> int:
-    from notifier import store
+    from schemas import channels as store
 
     with _connect(settings) as conn:
         store.delete_channel(conn, args.org, args.id)
@@ -53,9 +53,9 @@ def cmd_delete(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_test(settings: Settings, args: argparse.Namespace) -> int:
-    from notifier import store
     from notifier.service import delivery_config
     from notifier.testing import send_test
+    from schemas import channels as store
 
     with _connect(settings) as conn:
         result = send_test(conn, store.find_channel(conn, args.org, args.id), delivery_config(settings))
@@ -64,7 +64,7 @@ def cmd_test(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_log(settings: Settings, args: argparse.Namespace) -> int:
-    from notifier import store
+    from schemas import channels as store
 
     with _connect(settings) as conn:
         _emit({"id": args.id, "attempts": store.read_log(conn, args.org, args.id, limit=args.limit)})

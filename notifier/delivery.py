@@ -27,6 +27,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from notifier import store
 from notifier.formats import render
 from notifier.policy import Attempt, RetryPolicy, decide
+from schemas.channels import TEST_INCIDENT_ID
 from schemas.destinations import Destination, DestinationRefused, resolve_destination
 from schemas.incident_events import IncidentEvent, IncidentEventError, decode_incident_event
 
@@ -133,14 +134,18 @@ class ChannelSender:
                     lease_s=self._config.timeout_s + 5)
                 if not due:
                     return
-                if channel.is_failing:
-                    records = [self._skipped(d) for d in due]
-                else:
+                # A failing channel still gets queued test notifications (the API's test
+                # route): a delivered one revives it.
+                sendable = [d for d in due if not channel.is_failing or _is_test(d)]
+                records = [self._skipped(d) for d in due if d not in sendable]
+                if sendable:
                     # Resolved and checked once per round, right before its attempts.
                     target = await resolve(channel, self._config)
-                    records = list(await asyncio.gather(*(self._attempt(session, resolver, channel, d, target) for d in due)))
+                    records += await asyncio.gather(*(self._attempt(session, resolver, channel, d, target)
+                                                      for d in sendable))
+                revive = channel.is_failing and any(r.outcome == "delivered" for r in records)
                 await self._db(store.record_attempts, self._channel_id, records,
-                               failing_after=self._config.failing_after)
+                               failing_after=self._config.failing_after, revive=revive)
 
     def _skipped(self, due: store.DueDelivery) -> store.AttemptRecord:
         return store.AttemptRecord(due.id, due.event_id, due.attempts, "skipped", None, None, None,
@@ -164,3 +169,7 @@ class ChannelSender:
                      attempt.error)
         return store.AttemptRecord(due.id, due.event_id, number, outcome, decision.next_attempt_at,
                                    attempt.status_code, latency, attempt.error, decision.permanent)
+
+
+def _is_test(due: store.DueDelivery) -> bool:
+    return bool(due.payload.get("incident_id") == str(TEST_INCIDENT_ID))

@@ -7,29 +7,13 @@ marked failing is revived (its failure count reset).
 from __future__ import annotations
 
 import asyncio
-import uuid
-from datetime import UTC, datetime
 from typing import Any
 
 from notifier import store
 from notifier.delivery import DeliveryConfig, PinnedResolver, open_session, send
-from schemas.incident_events import IncidentEvent
+from schemas.channels import test_event
 
 __all__ = ["send_test"]
-
-
-def test_event(channel: store.Channel) -> IncidentEvent:
-    now = datetime.now(UTC)
-    return IncidentEvent.model_validate({
-        "event_id": uuid.uuid4(), "type": "opened", "incident_id": uuid.UUID(int=0),
-        "organization": {"id": channel.organization_id, "slug": channel.organization},
-        "project": {"id": 0, "slug": "cronpipe-test"},
-        "monitor": {"id": uuid.UUID(int=0), "slug": "cronpipe-test", "name": "cronpipe test notification"},
-        "environment": "test", "monitor_environment_id": 0, "starting_timestamp": now,
-        "resolving_timestamp": None, "failed_checkin_id": None, "previous_checkin_ids": [],
-        "failing_checkins": [], "last_ok_checkin": None,
-        "reason": "Test notification from cronpipe: this channel works", "is_muted": False,
-        "clock_tick_ts": None, "received_ts": None, "date_created": now})
 
 
 def send_test(conn: Any, channel: store.Channel, config: DeliveryConfig) -> dict[str, Any]:
