@@ -15,6 +15,7 @@ from psycopg_pool import AsyncConnectionPool
 from starlette.types import Receive, Scope, Send
 
 from api.auth import Authenticator
+from api.channel_routes import channel_routes
 from api.deletions import purge_forever
 from api.errors import install_error_handlers
 from api.metrics import MetricsMiddleware, metrics_endpoint
@@ -87,6 +88,7 @@ def create_app(database_url: str, pool_size: int = 8, public_url: str | None = N
     app = FastAPI(title="cronpipe read API", version="0", description=DESCRIPTION, lifespan=lifespan,
                   default_response_class=JsonResponse)
     app.state.pool = pool
+    app.state.database_url = database_url  # the alert-channel routes (api.channel_routes)
     app.state.write_pool = write_pool
     app.state.now = lambda: datetime.now(UTC)  # the write routes' "now"; tests drive it
     app.state.authenticator = Authenticator()
@@ -103,6 +105,7 @@ def create_app(database_url: str, pool_size: int = 8, public_url: str | None = N
                            tags=["manage monitors"])
     app.include_router(monitor_routes(project_monitor), prefix=f"{PROJECT_PREFIX}/monitors/{{monitor_id_or_slug}}",
                        tags=["project monitors"])
+    app.include_router(channel_routes(), prefix=ORG_PREFIX, tags=["alert channels"])
     app.include_router(timeline_routes())
     app.include_router(system_incident_routes())
     app.include_router(ui_routes())
