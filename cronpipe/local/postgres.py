@@ -166,6 +166,8 @@ def stop(layout: PostgresLayout, mode: str = "fast") -> bool:
     if bindir is None:
         return False
     result = _pg(bindir, "pg_ctl", "-D", str(layout.data), "-m", mode, "-w", "stop")
+    if result.returncode != 0:
+        log.warning("pg_ctl stop failed (exit %d): %s", result.returncode, (result.stdout + result.stderr).strip()[-400:])
     return result.returncode == 0
 
 

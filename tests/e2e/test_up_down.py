@@ -57,6 +57,7 @@ def test_up_starts_everything_shows_a_check_in_and_down_stops_every_process(tmp_
     finally:
         down = _cli(["down"], env, timeout=180)
     assert down.returncode == 0, down.stderr[-2000:]
-    assert json.loads(down.stdout)["stopped"] == ["notifier", "api", "gateway", "worker", "kafka", "postgresql"]
+    assert json.loads(down.stdout)["stopped"] == ["notifier", "api", "gateway", "worker", "kafka", "postgresql"], \
+        down.stderr[-2000:]
     assert [p for p in pids if pid_alive(p)] == []
     assert not any(port_open("127.0.0.1", p) for p in (kafka_port, pg_port, gateway_port, api_port, health_port))
