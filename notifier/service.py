@@ -42,8 +42,13 @@ class Notifier:
         self._settings = settings
         self._topics = Topics(prefix=settings.topic_prefix)
         self._config = delivery_config(settings)
+        # Checked on checkout (a restart's broken connections are replaced) and reconnect
+        # attempts given up after a few seconds: psycopg_pool's own back-off doubles up to
+        # 5 minutes, so recovery after a long outage would otherwise grow with the outage.
         self._pool = ConnectionPool(settings.effective_database_url(), min_size=1, max_size=8,
-                                    kwargs={"autocommit": True, "application_name": "cronpipe-notifier"}, open=True)
+                                    kwargs={"autocommit": True, "application_name": "cronpipe-notifier",
+                                            "connect_timeout": 3},
+                                    check=ConnectionPool.check_connection, reconnect_timeout=4.0, open=True)
         self._senders: dict[int, asyncio.Task[None]] = {}
 
     def _connect(self) -> Any:
