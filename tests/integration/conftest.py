@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
 from schemas.topics import Topics
+from tests.integration.clock_helpers import ClockRig, seed_project
 from tests.integration.gateway_harness import Gateway, Project, gateway_config, make_project, run_gateway
 
 
@@ -30,3 +32,14 @@ def client(database_url: str) -> Iterator[TestClient]:
     """The read API app on this test's database, driven in-process."""
     with TestClient(create_app(database_url, pool_size=2)) as c:
         yield c
+
+
+@pytest.fixture
+def rig(kafka_bootstrap: str, topics: Topics, database_url: str) -> Iterator[ClockRig]:
+    """The clock's agents on this test's topics and database, with project 1 seeded
+    (test_notifier.py has a rig of its own)."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        seed_project(conn)
+    rig = ClockRig(kafka_bootstrap, topics, database_url)
+    yield rig
+    rig.close()

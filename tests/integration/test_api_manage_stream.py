@@ -22,7 +22,7 @@ from cronpipe.admin import create_token
 from schemas.enums import CheckInStatus, ProcessingErrorType
 from schemas.topics import Topics
 from tests.integration.checkins_pipeline import Pipeline
-from tests.integration.clock_helpers import ClockRig, checkins_of, crontab_config, seed_monitor, seed_project
+from tests.integration.clock_helpers import ClockRig, checkins_of, crontab_config, seed_monitor
 
 T = datetime(2026, 5, 4, 10, 0, tzinfo=UTC)
 M = timedelta(minutes=1)
@@ -48,15 +48,6 @@ class Clocked:
 
     def close(self) -> None:
         self.client.__exit__(None, None, None)
-
-
-@pytest.fixture
-def rig(kafka_bootstrap: str, topics: Topics, database_url: str) -> Iterator[ClockRig]:
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        seed_project(conn)
-    rig = ClockRig(kafka_bootstrap, topics, database_url)
-    yield rig
-    rig.close()
 
 
 def org_slug(database_url: str) -> str:

@@ -7,7 +7,6 @@ tasks) are produced by the test; the real faust agents run in-process.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 
 import psycopg
@@ -15,7 +14,6 @@ import pytest
 
 from schemas.clock import decode_clock_task, encode_mark_missing
 from schemas.enums import CheckInStatus, MonitorStatus
-from schemas.topics import Topics
 from tests.integration.clock_helpers import (
     ClockRig,
     checkins_of,
@@ -23,22 +21,12 @@ from tests.integration.clock_helpers import (
     read_all,
     seed_checkin,
     seed_monitor,
-    seed_project,
 )
 
 UTC = timezone.utc
 T = datetime(2026, 5, 4, 10, 0, tzinfo=UTC)
 M = timedelta(minutes=1)
 MISSED, TIMEOUT, OK = CheckInStatus.MISSED, CheckInStatus.TIMEOUT, CheckInStatus.OK
-
-
-@pytest.fixture
-def rig(kafka_bootstrap: str, topics: Topics, database_url: str) -> Iterator[ClockRig]:
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        seed_project(conn)
-    rig = ClockRig(kafka_bootstrap, topics, database_url)
-    yield rig
-    rig.close()
 
 
 def _monitor(rig: ClockRig, slug: str, config: dict[str, object], next_checkin: datetime | None,

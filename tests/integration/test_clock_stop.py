@@ -5,34 +5,21 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import psycopg
-import pytest
 
 from schemas.clock import encode_mark_missing
 from schemas.enums import CheckInStatus
-from schemas.topics import Topics
 from tests.integration.clock_helpers import (
     ClockRig,
     checkins_of,
     crontab_config,
     seed_monitor,
-    seed_project,
 )
 
 T = datetime(2026, 5, 4, 10, 0, tzinfo=UTC)
 M = timedelta(minutes=1)
-
-
-@pytest.fixture
-def rig(kafka_bootstrap: str, topics: Topics, database_url: str) -> Iterator[ClockRig]:
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        seed_project(conn)
-    rig = ClockRig(kafka_bootstrap, topics, database_url)
-    yield rig
-    rig.close()
 
 
 def test_clock_tasks_produced_after_the_stop_began_are_left_for_the_next_worker(rig: ClockRig) -> None:

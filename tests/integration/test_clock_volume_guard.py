@@ -8,32 +8,20 @@ agents; the outbox relay is stepped against the real ``monitors-incidents`` topi
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import psycopg
-import pytest
 
 from consumers.incidents.relay import OutboxRelay
 from schemas.enums import CheckInStatus, MonitorStatus
-from schemas.topics import Topics
-from tests.integration.clock_helpers import ClockRig, checkins_of, crontab_config, read_all, seed_monitor, seed_project
+from tests.integration.clock_helpers import ClockRig, checkins_of, crontab_config, read_all, seed_monitor
 
 UTC = timezone.utc
 T = datetime(2026, 5, 4, 10, 0, tzinfo=UTC)
 M = timedelta(minutes=1)
 DAY = timedelta(days=1)
 MISSED, UNKNOWN = CheckInStatus.MISSED, CheckInStatus.UNKNOWN
-
-
-@pytest.fixture
-def rig(kafka_bootstrap: str, topics: Topics, database_url: str) -> Iterator[ClockRig]:
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        seed_project(conn)
-    rig = ClockRig(kafka_bootstrap, topics, database_url)
-    yield rig
-    rig.close()
 
 
 def _seed_volume(rig: ClockRig, minutes: int, current: dict[int, int]) -> None:

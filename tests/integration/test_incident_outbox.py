@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,7 +18,7 @@ from consumers.incidents.relay import RELAY_LOCK, OutboxRelay
 from schemas.incident_events import IncidentEvent, complete_event, decode_incident_event
 from schemas.topics import Topics
 from tests.integration.checkins_pipeline import T0, Pipeline
-from tests.integration.clock_helpers import ClockRig, crontab_config, read_all, seed_monitor, seed_project
+from tests.integration.clock_helpers import ClockRig, crontab_config, read_all, seed_monitor
 
 T = datetime(2026, 5, 4, 10, 0, tzinfo=UTC)
 M = timedelta(minutes=1)
@@ -57,15 +56,6 @@ async def _until_sent(database_url: str, timeout_s: float = 60.0) -> None:
             return
         assert time.monotonic() < deadline, f"{unsent} outbox rows still unsent"
         await asyncio.sleep(0.1)
-
-
-@pytest.fixture
-def rig(kafka_bootstrap: str, topics: Topics, database_url: str) -> Iterator[ClockRig]:
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        seed_project(conn)
-    rig = ClockRig(kafka_bootstrap, topics, database_url)
-    yield rig
-    rig.close()
 
 
 def test_two_misses_with_threshold_two_write_one_opened_event_then_a_failure_and_relay_them(rig: ClockRig) -> None:
