@@ -19,7 +19,7 @@ if ((${#missing[@]})); then
   apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-# The dashboard's browser tests (tests/e2e/test_dashboard_*.py) drive Debian's Chromium with
+# The dashboard's browser tests (tests/e2e/test_dashboard.py) drive Debian's Chromium with
 # Playwright; nothing else needs it, so a machine where it cannot be installed skips them.
 if ! command -v chromium >/dev/null 2>&1; then
   if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
