@@ -18,6 +18,7 @@ from typing import Any, Final
 import psycopg
 
 from consumers.checkins.processing import ROLLUP_RESOLUTIONS, bucket_start
+from consumers.clock.store import ADD_ROLLUPS
 from consumers.clock.volume import Decision, Metric, Transition, classify, next_decision, pct_deviation
 from schemas.enums import CheckInStatus, MonitorStatus
 
@@ -98,14 +99,8 @@ UPDATE checkins c SET status = {int(CheckInStatus.UNKNOWN)}
 RETURNING c.id, c.monitor_environment_id, o.status, c.date_added
 """
 
-MOVE_ROLLUPS = """
-INSERT INTO checkin_rollups AS r (monitor_environment_id, resolution, bucket, missed, timeout, unknown)
-SELECT * FROM unnest(%(env_ids)b::bigint[], %(resolutions)b::integer[], %(buckets)b::timestamptz[],
-                     %(missed)b::integer[], %(timeout)b::integer[], %(unknown)b::integer[])
-ON CONFLICT (monitor_environment_id, resolution, bucket)
-DO UPDATE SET missed = r.missed + EXCLUDED.missed, timeout = r.timeout + EXCLUDED.timeout,
-              unknown = r.unknown + EXCLUDED.unknown
-"""
+# Moving a count between columns is the clock's own signed rollup upsert (clock/store.py).
+MOVE_ROLLUPS = ADD_ROLLUPS
 
 # Incidents the held failures opened never happened: delete the open ones they started,
 # and put their environments back to OK with no failure run.
