@@ -1,7 +1,8 @@
 """PostgreSQL for the clock, its dispatch and its tasks: named queries, set-based writes.
 
-Partition positions are written by the processor (``consumers.checkins.store.advance_partition_clocks``)
-and consumer offsets with ``consumers.database.load_offsets`` / ``save_offsets``, shared with it.
+Partition positions are written by the processor (``consumers.checkins.store.advance_partition_clocks``),
+consumer offsets with ``consumers.database.load_offsets`` / ``save_offsets`` and rollup
+counts with ``consumers.rollups.add_rollups``, all three shared with it.
 
 Every function runs in the caller's connection; the callers own the transactions. Rows
 come back as frozen dataclasses. Row locks are always taken in id order (environments,
@@ -246,16 +247,6 @@ UPDATE checkins AS c SET status = %(status)s::smallint, date_updated = u.ts
  WHERE c.id = u.id AND c.status = {int(CheckInStatus.IN_PROGRESS)}
 """
 
-ADD_ROLLUPS = """
-INSERT INTO checkin_rollups AS r (monitor_environment_id, resolution, bucket, missed, timeout, unknown)
-SELECT * FROM unnest(%(env_ids)b::bigint[], %(resolutions)b::integer[], %(buckets)b::timestamptz[],
-                     %(missed)b::integer[], %(timeout)b::integer[], %(unknown)b::integer[])
-ON CONFLICT (monitor_environment_id, resolution, bucket)
-DO UPDATE SET missed = r.missed + EXCLUDED.missed, timeout = r.timeout + EXCLUDED.timeout,
-              unknown = r.unknown + EXCLUDED.unknown
-"""
-
-
 @dataclass(frozen=True)
 class TaskEnvironment:
     id: int
@@ -362,19 +353,3 @@ def mark_timeouts(conn: Conn, timeouts: Mapping[int, datetime],
     ids = sorted(timeouts)
     return conn.execute(MARK_TIMEOUTS, {"ids": ids, "ts": [timeouts[i] for i in ids],
                                         "status": int(status)}).rowcount
-
-
-def add_rollups(conn: Conn, counts: Mapping[tuple[int, int, datetime], tuple[int, int]],
-                unknown: Mapping[tuple[int, int, datetime], int] | None = None) -> None:
-    """Add ``(missed, timeout)`` and ``unknown`` to each (env, resolution, bucket) rollup
-    row, in key order."""
-    unknown = unknown or {}
-    if not counts and not unknown:
-        return
-    keys = sorted(set(counts) | set(unknown))
-    none = (0, 0)
-    conn.execute(ADD_ROLLUPS, {
-        "env_ids": [k[0] for k in keys], "resolutions": [k[1] for k in keys], "buckets": [k[2] for k in keys],
-        "missed": [counts.get(k, none)[0] for k in keys], "timeout": [counts.get(k, none)[1] for k in keys],
-        "unknown": [unknown.get(k, 0) for k in keys],
-    })

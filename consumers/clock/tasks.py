@@ -35,8 +35,7 @@ import faust
 import orjson
 import psycopg
 
-from consumers import database, metrics
-from consumers.checkins.processing import ROLLUP_RESOLUTIONS, bucket_start
+from consumers import database, metrics, rollups
 from consumers.clock import store as clock_store
 from consumers.clock import volume_store
 from consumers.clock.dispatch import Guard, KafkaTaskSink, TaskSendError, dispatch_tick
@@ -48,6 +47,7 @@ from consumers.incidents import outbox
 from consumers.incidents import store as incident_store
 from consumers.incidents.outbox import OutboxEvent
 from consumers.incidents.rules import IncidentState, apply_result
+from consumers.rollups import ROLLUP_RESOLUTIONS, bucket_start
 from schemas.clock import MarkMissing, MarkTimeout, decode_clock_task, decode_clock_tick
 from schemas.enums import CheckInStatus, MonitorStatus
 from schemas.messages import MessageDecodeError
@@ -328,7 +328,7 @@ def _write(conn: psycopg.Connection[Any], writes: TaskWrites, deadlines: Deadlin
     clock_store.insert_missed(conn, writes.missed, retention_days)
     clock_store.mark_timeouts(conn, writes.timeouts)
     clock_store.mark_timeouts(conn, writes.unknowns, CheckInStatus.UNKNOWN)
-    clock_store.add_rollups(conn, writes.rollups, writes.unknown_rollups)
+    rollups.add_rollups(conn, writes.rollups, writes.unknown_rollups)
     incident_store.open_incidents(conn, writes.opened)
     outbox.write_events(conn, writes.events)
     volume_store.hold(conn, writes.held)
