@@ -1,4 +1,4 @@
-"""Clock task decisions (consumers.clock.tasks): missed slots, timeouts, incidents. Pure."""
+"""Clock task decisions (consumers.clock.decisions): missed slots, timeouts, incidents. Pure."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from itertools import count
 import orjson
 import pytest
 
+from consumers.clock.decisions import DueMissed, TimedOut, decide, missed_slots, plan_writes
 from consumers.clock.store import TaskEnvironment, TimeoutCheckIn
-from consumers.clock.tasks import DueMissed, TimedOut, decide, missed_slots, plan_writes
 from consumers.incidents.rules import INITIAL_STATE
 from schemas.clock import MarkMissing, MarkTimeout
 from schemas.enums import CheckInStatus, MonitorStatus
