@@ -21,7 +21,7 @@ import psycopg
 from consumers import database, rollups
 from consumers.clock import store as clock_store
 from consumers.clock import volume_store
-from consumers.clock.decisions import Deadlines, DueMissed, Task, TaskWrites, decide, plan_writes
+from consumers.clock.decisions import Deadlines, DueMissed, Task, TaskWrites, Unschedulable, decide, plan_writes
 from consumers.incidents import outbox
 from consumers.incidents import store as incident_store
 from schemas.clock import MarkTimeout, decode_clock_task
@@ -63,6 +63,8 @@ class TaskBatch:
     missed: int
     timeouts: int
     incidents_opened: int
+    #: Environments whose schedule could not be computed (deadline pushed forward).
+    unschedulable: tuple[Unschedulable, ...] = ()
 
 
 def apply_task_batch(conn: psycopg.Connection[Any], messages: Sequence[TaskMessage], *, group: str,
@@ -82,13 +84,18 @@ def apply_task_batch(conn: psycopg.Connection[Any], messages: Sequence[TaskMessa
         envs = clock_store.load_task_environments(conn, {t.monitor_environment_id for t in tasks})
         checkins = clock_store.load_timeout_checkins(
             conn, {t.checkin_id for t in tasks if isinstance(t, MarkTimeout)})
-        decisions, deadlines = decide(tasks, envs, checkins)
+        unschedulable: list[Unschedulable] = []
+        decisions, deadlines = decide(tasks, envs, checkins, unschedulable)
         ids = clock_store.allocate_checkin_ids(conn, sum(isinstance(d, DueMissed) for d in decisions))
         writes = plan_writes(decisions, envs, iter(ids), verdicts)
         _write(conn, writes, deadlines, retention_days)
+        clock_store.insert_processing_errors(conn, [(u.env_id, u.reason) for u in unschedulable])
         database.save_offsets(conn, group, topic, _next_offsets(messages))
+    for failure in unschedulable:
+        log.warning("environment %d: %s", failure.env_id, failure.reason)
     return TaskBatch(skipped=len(messages) - len(fresh), missed=len(writes.missed),
-                     timeouts=len(writes.timeouts), incidents_opened=len(writes.opened))
+                     timeouts=len(writes.timeouts), incidents_opened=len(writes.opened),
+                     unschedulable=tuple(unschedulable))
 
 
 def _write(conn: psycopg.Connection[Any], writes: TaskWrites, deadlines: Deadlines, retention_days: int) -> None:

@@ -17,7 +17,6 @@ A redelivered task would change nothing: its condition no longer holds.
 from __future__ import annotations
 
 import functools
-import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -37,6 +36,7 @@ from schemas.schedule import ScheduleError, expected_times, next_expected
 
 __all__ = [
     "MAX_MISSED_PER_TASK",
+    "UNSCHEDULABLE_RETRY",
     "Deadlines",
     "Decision",
     "DueMissed",
@@ -44,15 +44,17 @@ __all__ = [
     "Task",
     "TaskWrites",
     "TimedOut",
+    "Unschedulable",
     "decide",
     "missed_slots",
     "plan_writes",
 ]
 
-log = logging.getLogger("cronpipe.clock.tasks")
-
 UTC = timezone.utc
 MAX_MISSED_PER_TASK: Final = 1440
+#: How far past the tick the deadline of a monitor whose schedule cannot be computed moves:
+#: it is tried again (and a processing error recorded) at most once an hour.
+UNSCHEDULABLE_RETRY: Final = timedelta(hours=1)
 
 Task = MarkMissing | MarkTimeout
 
@@ -127,21 +129,47 @@ def _missed_slots_cached(config_json: str, next_checkin: datetime | None, next_c
     return missed_slots(_config(config_json), next_checkin, next_checkin_latest, tick)
 
 
+@dataclass(frozen=True)
+class Unschedulable:
+    """A monitor environment whose next expected time cannot be computed at ``tick``
+    (its config does not parse, or its schedule has no next fire time)."""
+
+    env_id: int
+    tick: datetime
+    #: The exception's type name (ConfigError, ScheduleError, ValueError), for metrics.
+    error_type: str
+    reason: str
+
+
 def _decide_missing(task: MarkMissing, env: _Env, tick: datetime, out: list[Decision],
-                    deadlines: Deadlines) -> None:
+                    deadlines: Deadlines, failures: list[Unschedulable]) -> None:
+    if env.next_checkin_latest is None or env.next_checkin_latest > tick:
+        return  # not due: nothing to compute (a broken config is not parsed again)
     try:
         plan = _missed_slots_cached(env.row.config_json, env.next_checkin, env.next_checkin_latest, tick)
     except (ConfigError, ScheduleError, ValueError) as exc:
-        # One broken monitor must not stop the stream: stop its deadline and say why.
-        log.warning("environment %d: cannot compute missed slots (%s); deadline cleared", env.row.id, exc)
-        env.next_checkin = env.next_checkin_latest = None
-        deadlines[env.row.id] = (None, None)
+        _unschedulable(env, tick, exc, deadlines, failures)
         return
     if plan is None:
         return
     out.extend(DueMissed(env.row.id, slot, tick) for slot in plan.slots)
     env.next_checkin, env.next_checkin_latest = plan.next_checkin, plan.next_checkin_latest
     deadlines[env.row.id] = (plan.next_checkin, plan.next_checkin_latest)
+
+
+def _unschedulable(env: _Env, tick: datetime, exc: Exception, deadlines: Deadlines,
+                   failures: list[Unschedulable]) -> None:
+    """One broken monitor must not stop the stream, nor be forgotten: its deadline moves
+    :data:`UNSCHEDULABLE_RETRY` past the tick (the expected slot stays), so it is tried
+    again, and marked missed as soon as its schedule can be computed; each try that
+    fails records a processing error."""
+    latest = tick + UNSCHEDULABLE_RETRY
+    expected = env.next_checkin if env.next_checkin is not None else env.next_checkin_latest
+    env.next_checkin, env.next_checkin_latest = expected, latest
+    deadlines[env.row.id] = (expected, latest)
+    reason = (f"The next expected check-in cannot be computed ({exc}); "
+              f"no check-in is marked missed until the schedule is fixed (tried again at {latest:%Y-%m-%dT%H:%MZ})")
+    failures.append(Unschedulable(env.row.id, tick, type(exc).__name__, reason))
 
 
 def _decide_timeout(task: MarkTimeout, checkin: TimeoutCheckIn | None, tick: datetime,
@@ -154,12 +182,16 @@ def _decide_timeout(task: MarkTimeout, checkin: TimeoutCheckIn | None, tick: dat
     out.append(TimedOut(checkin.id, checkin.env_id, checkin.date_added, tick, not checkin.has_newer_result))
 
 
-def decide(tasks: Sequence[Task], envs: dict[int, TaskEnvironment],
-           checkins: dict[int, TimeoutCheckIn]) -> tuple[list[Decision], Deadlines]:
-    """What a batch of tasks does, in task order, given the locked rows they name."""
+def decide(tasks: Sequence[Task], envs: dict[int, TaskEnvironment], checkins: dict[int, TimeoutCheckIn],
+           failures: list[Unschedulable] | None = None) -> tuple[list[Decision], Deadlines]:
+    """What a batch of tasks does, in task order, given the locked rows they name.
+
+    Environments whose schedule cannot be computed are appended to ``failures`` (their
+    deadline is pushed forward in the returned deadlines)."""
     views = {env_id: _Env(row, row.next_checkin, row.next_checkin_latest) for env_id, row in envs.items()}
     out: list[Decision] = []
     deadlines: Deadlines = {}
+    failures = [] if failures is None else failures
     timed_out: set[int] = set()
     for task in tasks:
         env = views.get(task.monitor_environment_id)
@@ -167,7 +199,7 @@ def decide(tasks: Sequence[Task], envs: dict[int, TaskEnvironment],
             continue
         tick = datetime.fromtimestamp(task.ts, UTC)
         if isinstance(task, MarkMissing):
-            _decide_missing(task, env, tick, out, deadlines)
+            _decide_missing(task, env, tick, out, deadlines, failures)
         else:
             _decide_timeout(task, checkins.get(task.checkin_id), tick, timed_out, out)
     return out, deadlines
@@ -240,12 +272,21 @@ def plan_writes(decisions: Sequence[Decision], envs: dict[int, TaskEnvironment],
 def _apply_incident(writes: TaskWrites, states: dict[int, IncidentState], env: TaskEnvironment,
                     status: CheckInStatus, checkin_id: int, ts: datetime, tick: datetime,
                     held: bool = False) -> None:
-    config = _config(env.config_json)
-    change = apply_result(states[env.id], status, checkin_id, ts,
-                          config.failure_issue_threshold or 1, config.recovery_threshold or 1)
+    failure_threshold, recovery_threshold = _thresholds(env.config_json)
+    change = apply_result(states[env.id], status, checkin_id, ts, failure_threshold, recovery_threshold)
     states[env.id] = change.state
     writes.states[env.id] = (change.state, change.env_status)
     if change.open_incident_from is not None:
         writes.opened.append((env.monitor_id, env.id, *change.open_incident_from))
     if change.event_type is not None:
         writes.events.append(OutboxEvent(env.id, change.event_type, checkin_id, ts, tick, held))
+
+
+def _thresholds(config_json: str) -> tuple[int, int]:
+    """Failure and recovery thresholds; 1 and 1 for a config that does not parse (a
+    TIMEOUT of such a monitor still counts, rather than stopping the batch)."""
+    try:
+        config = _config(config_json)
+    except (ConfigError, ValueError):
+        return 1, 1
+    return config.failure_issue_threshold or 1, config.recovery_threshold or 1

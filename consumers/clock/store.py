@@ -20,7 +20,7 @@ from typing import Any
 import psycopg
 
 from consumers.incidents.rules import IncidentState
-from schemas.enums import CheckInStatus, MonitorStatus
+from schemas.enums import CheckInStatus, MonitorStatus, ProcessingErrorType
 
 Conn = psycopg.Connection[Any]
 
@@ -247,6 +247,18 @@ UPDATE checkins AS c SET status = %(status)s::smallint, date_updated = u.ts
  WHERE c.id = u.id AND c.status = {int(CheckInStatus.IN_PROGRESS)}
 """
 
+# A monitor whose next expected time cannot be computed (consumers.clock.decisions):
+# MONITOR_INVALID_CONFIG, the monitor's organization and project; kept 7 days like the
+# processor's (the column default).
+INSERT_PROCESSING_ERRORS = f"""
+INSERT INTO processing_errors (organization_id, project_id, monitor_id, type, reason)
+SELECT m.organization_id, m.project_id, m.id, {int(ProcessingErrorType.MONITOR_INVALID_CONFIG)}, u.reason
+  FROM unnest(%(env_ids)b::bigint[], %(reasons)b::text[]) AS u (env_id, reason)
+  JOIN monitor_environments me ON me.id = u.env_id
+  JOIN monitors m ON m.id = me.monitor_id
+"""
+
+
 @dataclass(frozen=True)
 class TaskEnvironment:
     id: int
@@ -353,3 +365,9 @@ def mark_timeouts(conn: Conn, timeouts: Mapping[int, datetime],
     ids = sorted(timeouts)
     return conn.execute(MARK_TIMEOUTS, {"ids": ids, "ts": [timeouts[i] for i in ids],
                                         "status": int(status)}).rowcount
+
+
+def insert_processing_errors(conn: Conn, errors: Sequence[tuple[int, str]]) -> None:
+    """A MONITOR_INVALID_CONFIG processing error per (env id, reason)."""
+    if errors:
+        conn.execute(INSERT_PROCESSING_ERRORS, {"env_ids": [e for e, _ in errors], "reasons": [r for _, r in errors]})

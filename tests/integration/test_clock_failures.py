@@ -1,10 +1,13 @@
-"""A permanent database error in the clock stops the worker loudly (consumers.retry), the
-same rule as the check-in processor's, instead of being retried as a warning forever:
-the real clock agents in-process, real Kafka topics, a test database missing a table."""
+"""How the clock fails: a permanent database error stops the worker loudly
+(consumers.retry), the same rule as the check-in processor's, instead of being retried as
+a warning forever; a monitor whose schedule cannot be computed keeps a deadline (pushed
+forward, with a processing error) instead of being forgotten. The real clock agents
+in-process, real Kafka topics, a test database (missing a table where a test says so)."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -13,7 +16,8 @@ import pytest
 
 from consumers.database import StoreError, StoreUnavailable
 from schemas.clock import encode_mark_missing
-from tests.integration.clock_helpers import ClockRig, crontab_config, seed_monitor
+from schemas.enums import CheckInStatus, ProcessingErrorType
+from tests.integration.clock_helpers import ClockRig, checkins_of, crontab_config, seed_monitor
 
 T = datetime(2026, 5, 4, 10, 0, tzinfo=UTC)
 M = timedelta(minutes=1)
@@ -85,3 +89,42 @@ def test_a_missing_table_stops_the_task_consumers_and_writes_no_check_in(
     with caplog.at_level("WARNING"):
         rig.run(["clock_tasks"], scenario)
     assert rig.rows("SELECT count(*) FROM checkins WHERE monitor_environment_id = %s", (env_id,)) == [(0,)]
+
+
+def test_a_monitor_whose_schedule_cannot_be_computed_keeps_a_deadline_and_is_missed_once_fixed(rig: ClockRig) -> None:
+    with psycopg.connect(rig.database_url, autocommit=True) as conn:
+        monitor_id, env_id = seed_monitor(conn, 1, "broken", {"schedule_type": "crontab", "schedule": "not a crontab"},
+                                          next_checkin=T, next_checkin_latest=T + M)
+    hour = timedelta(hours=1)
+
+    def errors() -> list[tuple[object, ...]]:
+        return rig.rows("SELECT organization_id, project_id, type, reason FROM processing_errors WHERE monitor_id = %s"
+                        " ORDER BY id", (monitor_id,))
+
+    def deadline() -> tuple[object, ...]:
+        return rig.rows("SELECT next_checkin, next_checkin_latest FROM monitor_environments WHERE id = %s",
+                        (env_id,))[0]
+
+    async def scenario() -> None:
+        rig.tick(T + M)
+        await rig.settle()
+        assert deadline() == (T, T + M + hour)  # pushed forward, never cleared
+        [(org, project, kind, reason)] = errors()
+        assert (project, kind) == (1, int(ProcessingErrorType.MONITOR_INVALID_CONFIG)) and org is not None
+        assert "cannot be computed" in str(reason)
+        rig.tick(T + 2 * M, T + 30 * M)  # not due again before the pushed deadline
+        await rig.settle()
+        assert len(errors()) == 1 and deadline() == (T, T + M + hour)
+        rig.tick(T + M + hour)  # still broken: tried again, reported again, pushed again
+        await rig.settle()
+        assert len(errors()) == 2 and deadline() == (T, T + M + 2 * hour)
+        with psycopg.connect(rig.database_url, autocommit=True) as conn:
+            conn.execute("UPDATE monitors SET config = %s WHERE id = %s",
+                         (json.dumps(crontab_config("*/30 * * * *")), monitor_id))
+        rig.tick(T + M + 2 * hour)
+        await rig.settle()
+
+    rig.run(["clock_tasks"], scenario)
+    assert [(status, added) for status, added, _ in checkins_of(rig, env_id)] == [
+        (CheckInStatus.MISSED, T + i * 30 * M) for i in range(5)]  # 10:00 ... 12:00, none skipped
+    assert len(errors()) == 2
