@@ -21,7 +21,7 @@ from consumers.context import WorkerContext
 AGENTS: dict[str, str] = {
     "checkins": "consumers.checkins.runner:register",
     "clock": "consumers.clock.ticks:register",
-    "clock_tasks": "consumers.clock.tasks:register",
+    "clock_tasks": "consumers.clock.runner:register",
     "relay": "consumers.incidents.relay:register",
     "maintenance": "consumers.maintenance.agent:register",
 }

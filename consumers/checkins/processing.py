@@ -32,6 +32,7 @@ from typing import Any, Final
 import orjson
 
 from consumers.incidents.rules import INITIAL_STATE, IncidentChange, IncidentState, apply_result
+from consumers.rollups import ROLLUP_RESOLUTIONS, bucket_start
 from schemas.enums import CheckInStatus, MonitorStatus, ProcessingErrorType
 from schemas.messages import (
     CheckInAttachmentMessage,
@@ -51,8 +52,6 @@ from schemas.monitor_config import (
 from schemas.schedule import Schedule, ScheduleError, next_expected
 
 UTC = timezone.utc
-#: Rollup resolutions in seconds (hourly and daily buckets), as the stats endpoint reads them.
-ROLLUP_RESOLUTIONS: Final = (3600, 86400)
 DEFAULT_RATE_LIMIT: Final = 6
 #: Sentry's MAX_ENVIRONMENTS_PER_MONITOR.
 DEFAULT_MAX_ENVIRONMENTS: Final = 1000
@@ -652,11 +651,6 @@ def _add(row: list[int], contribution: tuple[int | None, int, int], sign: int) -
         row[index] += sign
     row[5] += sign * duration
     row[6] += sign * counted
-
-
-def bucket_start(ts: datetime, resolution: int) -> datetime:
-    seconds = int(ts.timestamp())
-    return datetime.fromtimestamp(seconds - seconds % resolution, UTC)
 
 
 def floor_minute(ts: datetime) -> datetime:

@@ -35,7 +35,7 @@ from typing import Any, Protocol, cast
 import faust
 from faust.types import TP
 
-from consumers import database, metrics
+from consumers import database, metrics, retry
 from consumers.app import take_batches
 from consumers.checkins import store
 from consumers.checkins.dlq import DeadLetter, DlqLimiter, DlqLimitExceeded, DlqPolicy, project_of_key
@@ -65,9 +65,7 @@ from schemas.topics import Topics
 
 log = logging.getLogger("cronpipe.checkins")
 UTC = timezone.utc
-# Capped at 2 s (like the pool's reconnection, consumers.pools): recovery after an outage
-# must not grow with it.
-_RETRY_DELAYS_S = (0.5, 1.0, 2.0)
+DRAINING = "stop requested: finishing the batch in flight"
 
 
 @dataclass(frozen=True)
@@ -325,32 +323,16 @@ class CheckInProcessor:
         A stop request (cancellation) waits for the batch in flight to commit: the batch
         is never abandoned half way, so SIGTERM drains.
         """
-        attempt = 0
-        while True:
-            try:
-                committed = await _finish_even_if_cancelled(self.submit(events))
-                break
-            except StoreUnavailable as exc:
-                metrics.BATCH_RETRIES.inc()
-                self.ctx.health.retry(str(exc), time.time())
-                delay = _RETRY_DELAYS_S[min(attempt, len(_RETRY_DELAYS_S) - 1)]
-                log.warning("batch of %d not committed (%s); retrying in %.1fs", len(events), exc, delay)
-                attempt += 1
-                await asyncio.sleep(delay)
-        if attempt:
-            self.ctx.health.recovered()
+        def retrying(exc: BaseException) -> None:
+            metrics.BATCH_RETRIES.inc()
+            self.ctx.health.retry(str(exc), time.time())
+
+        committed = await retry.retry_async(
+            f"batch of {len(events)}",
+            lambda: retry.finish_even_if_cancelled(self.submit(events), draining=DRAINING, logger=log),
+            on_retry=retrying, on_recovered=self.ctx.health.recovered, logger=log)
         if committed is not None:
             self.ctx.notify_committed(committed)
-
-
-async def _finish_even_if_cancelled(work: Any) -> Any:
-    task = asyncio.ensure_future(work)
-    try:
-        return await asyncio.shield(task)
-    except asyncio.CancelledError:
-        log.info("stop requested: finishing the batch in flight")
-        await asyncio.wait([task])
-        raise
 
 
 _CHILD: tuple[WorkerContext, DlqLimiter] | None = None
@@ -417,24 +399,13 @@ def register(app: faust.App, ctx: WorkerContext) -> None:
             async for events in take_batches(stream, ctx.batch_size, ctx.batch_within_s):
                 try:
                     await processor.run_batch([raw_event(e) for e in events])
+                # Never back to take_events (it would acknowledge the failed batch): retry.stop_worker waits.
                 except (DlqLimitExceeded, StoreError) as exc:
-                    log.critical("check-in processor stopped: %s", exc)
-                    ctx.stop_fatally(exc)
-                    await _stop_without_acking(app, exc)
+                    await retry.stop_worker(app, ctx, "check-in processor", exc, logger=log)
                 except Exception as exc:  # a dead batch process or a bug outside handle_batch: never skip the batch
-                    log.critical("check-in processor stopped by an unexpected error", exc_info=exc)
-                    ctx.stop_fatally(exc)
-                    await _stop_without_acking(app, exc)
+                    await retry.stop_worker(app, ctx, "check-in processor", exc, logger=log, traceback=True)
         finally:
             ctx.health.set_agent("checkins", "stopped")
-
-
-async def _stop_without_acking(app: faust.App, exc: BaseException) -> None:
-    # Never return to take_events (which would acknowledge the failed batch, and faust's
-    # supervisor would restart the agent past it): crash the app and wait here until the
-    # worker cancels this agent. The next start resumes from the offsets in PostgreSQL.
-    await app.crash(exc)
-    await asyncio.Event().wait()
 
 
 async def sync_kafka_offsets(app: faust.App, ctx: WorkerContext) -> None:

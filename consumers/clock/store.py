@@ -1,7 +1,8 @@
 """PostgreSQL for the clock, its dispatch and its tasks: named queries, set-based writes.
 
-Partition positions are written by the processor (``consumers.checkins.store.advance_partition_clocks``)
-and consumer offsets with ``consumers.database.load_offsets`` / ``save_offsets``, shared with it.
+Partition positions are written by the processor (``consumers.checkins.store.advance_partition_clocks``),
+consumer offsets with ``consumers.database.load_offsets`` / ``save_offsets`` and rollup
+counts with ``consumers.rollups.add_rollups``, all three shared with it.
 
 Every function runs in the caller's connection; the callers own the transactions. Rows
 come back as frozen dataclasses. Row locks are always taken in id order (environments,
@@ -19,7 +20,7 @@ from typing import Any
 import psycopg
 
 from consumers.incidents.rules import IncidentState
-from schemas.enums import CheckInStatus, MonitorStatus
+from schemas.enums import CheckInStatus, MonitorStatus, ProcessingErrorType
 
 Conn = psycopg.Connection[Any]
 
@@ -246,13 +247,15 @@ UPDATE checkins AS c SET status = %(status)s::smallint, date_updated = u.ts
  WHERE c.id = u.id AND c.status = {int(CheckInStatus.IN_PROGRESS)}
 """
 
-ADD_ROLLUPS = """
-INSERT INTO checkin_rollups AS r (monitor_environment_id, resolution, bucket, missed, timeout, unknown)
-SELECT * FROM unnest(%(env_ids)b::bigint[], %(resolutions)b::integer[], %(buckets)b::timestamptz[],
-                     %(missed)b::integer[], %(timeout)b::integer[], %(unknown)b::integer[])
-ON CONFLICT (monitor_environment_id, resolution, bucket)
-DO UPDATE SET missed = r.missed + EXCLUDED.missed, timeout = r.timeout + EXCLUDED.timeout,
-              unknown = r.unknown + EXCLUDED.unknown
+# A monitor whose next expected time cannot be computed (consumers.clock.decisions):
+# MONITOR_INVALID_CONFIG, the monitor's organization and project; kept 7 days like the
+# processor's (the column default).
+INSERT_PROCESSING_ERRORS = f"""
+INSERT INTO processing_errors (organization_id, project_id, monitor_id, type, reason)
+SELECT m.organization_id, m.project_id, m.id, {int(ProcessingErrorType.MONITOR_INVALID_CONFIG)}, u.reason
+  FROM unnest(%(env_ids)b::bigint[], %(reasons)b::text[]) AS u (env_id, reason)
+  JOIN monitor_environments me ON me.id = u.env_id
+  JOIN monitors m ON m.id = me.monitor_id
 """
 
 
@@ -364,17 +367,7 @@ def mark_timeouts(conn: Conn, timeouts: Mapping[int, datetime],
                                         "status": int(status)}).rowcount
 
 
-def add_rollups(conn: Conn, counts: Mapping[tuple[int, int, datetime], tuple[int, int]],
-                unknown: Mapping[tuple[int, int, datetime], int] | None = None) -> None:
-    """Add ``(missed, timeout)`` and ``unknown`` to each (env, resolution, bucket) rollup
-    row, in key order."""
-    unknown = unknown or {}
-    if not counts and not unknown:
-        return
-    keys = sorted(set(counts) | set(unknown))
-    none = (0, 0)
-    conn.execute(ADD_ROLLUPS, {
-        "env_ids": [k[0] for k in keys], "resolutions": [k[1] for k in keys], "buckets": [k[2] for k in keys],
-        "missed": [counts.get(k, none)[0] for k in keys], "timeout": [counts.get(k, none)[1] for k in keys],
-        "unknown": [unknown.get(k, 0) for k in keys],
-    })
+def insert_processing_errors(conn: Conn, errors: Sequence[tuple[int, str]]) -> None:
+    """A MONITOR_INVALID_CONFIG processing error per (env id, reason)."""
+    if errors:
+        conn.execute(INSERT_PROCESSING_ERRORS, {"env_ids": [e for e, _ in errors], "reasons": [r for _, r in errors]})

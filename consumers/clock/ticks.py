@@ -41,8 +41,10 @@ import faust
 import psycopg
 from psycopg_pool import ConnectionPool
 
+from consumers import retry
 from consumers.clock import store as clock_store
 from consumers.context import KafkaSender, WorkerContext
+from consumers.database import StoreError
 from schemas.clock import encode_clock_tick
 from schemas.messages import encode_clock_pulse
 
@@ -190,22 +192,21 @@ class ClockTicker:
             self._wake.set()
 
     def advance(self) -> list[datetime]:
-        """One advance; errors are logged, never raised (the next wake-up retries)."""
-        try:
-            with self._pool.connection() as conn:
-                return advance_clock(conn, self._sink, topic=self._topic, partitions=self._partitions(),
-                                     name=self._name)
-        except (TickSendError, psycopg.Error) as exc:
-            log.warning("clock not advanced (retrying on the next batch): %s", exc)
-            return []
+        """One advance (in the caller's thread); raises TickSendError or psycopg errors."""
+        with self._pool.connection() as conn:
+            return advance_clock(conn, self._sink, topic=self._topic, partitions=self._partitions(),
+                                 name=self._name)
 
     async def run(self) -> None:
-        """Loop until cancelled."""
+        """Loop until cancelled. A transient failure (PostgreSQL or Kafka unavailable)
+        backs off and retries (consumers.retry); a permanent one (StoreError: a missing
+        table, a bug) propagates, and the agent stops the worker."""
         while True:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._idle_s)
             self._wake.clear()
-            ticks = await asyncio.to_thread(self.advance)
+            ticks = await retry.retry_async("clock advance", functools.partial(asyncio.to_thread, self.advance),
+                                            transient=(TickSendError,), logger=log)
             if ticks:
                 log.info("clock ticked %s", ", ".join(t.strftime("%Y-%m-%dT%H:%M") for t in ticks[-3:]))
 
@@ -243,6 +244,8 @@ def register(app: faust.App, ctx: WorkerContext) -> None:
         ctx.health.set_agent("clock_ticks", "running")
         try:
             await ticker.run()
+        except StoreError as exc:  # permanent: retrying cannot help
+            await retry.stop_worker(app, ctx, "clock", exc, logger=log)
         finally:
             ctx.health.set_agent("clock_ticks", "stopped")
 

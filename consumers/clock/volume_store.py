@@ -17,9 +17,8 @@ from typing import Any, Final
 
 import psycopg
 
-from consumers.checkins.processing import ROLLUP_RESOLUTIONS, bucket_start
-from consumers.clock.store import ADD_ROLLUPS
 from consumers.clock.volume import Decision, Metric, Transition, classify, next_decision, pct_deviation
+from consumers.rollups import ADD_ROLLUPS, ROLLUP_RESOLUTIONS, bucket_start
 from schemas.enums import CheckInStatus, MonitorStatus
 
 Conn = psycopg.Connection[Any]

@@ -19,7 +19,9 @@ import faust
 import psycopg
 from confluent_kafka import KafkaError, Message, Producer
 
+from consumers import retry
 from consumers.context import WorkerContext
+from consumers.database import StoreError
 from schemas.incident_events import IncidentEventError, complete_event
 
 __all__ = ["OutboxRelay", "RelayError", "register"]
@@ -30,7 +32,8 @@ log = logging.getLogger("cronpipe.relay")
 RELAY_LOCK: Final = 0x72656C6179
 BATCH_SIZE: Final = 2000
 POLL_INTERVAL_S: Final = 0.05
-_RETRY_DELAYS_S: Final = (0.5, 1.0, 2.0, 5.0)
+#: Back-off after a failed step: 0.5, 1, 2, 4, then every 5 s (consumers.retry).
+RETRY_BACKOFF: Final = retry.Backoff(first_s=0.5, cap_s=5.0)
 
 UNSENT = """
 SELECT id, event_id, monitor_environment_id, payload FROM incident_outbox
@@ -94,39 +97,35 @@ class OutboxRelay:
 
     def close(self) -> None:
         self._producer.flush(5.0)
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        self._disconnect()
 
     def run(self, stop: threading.Event) -> None:
-        """Step until ``stop`` is set; database and broker errors back off and retry."""
-        failures = 0
+        """Step until ``stop`` is set; database and broker errors back off and retry
+        (consumers.retry), a permanent database error propagates."""
         try:
             while not stop.is_set():
-                try:
-                    more = self.run_once()
-                    failures = 0
-                except (psycopg.OperationalError, RelayError) as exc:
-                    delay = _RETRY_DELAYS_S[min(failures, len(_RETRY_DELAYS_S) - 1)]
-                    failures += 1
-                    log.warning("outbox relay step failed (%s); retrying in %.1fs", exc, delay)
-                    if self._conn is not None:
-                        self._conn.close()
-                    self._conn = None
-                    stop.wait(delay)
-                    continue
-                if not more:
+                more = retry.retry_blocking("outbox relay step", self.run_once, stop=[stop], transient=(RelayError,),
+                                            backoff=RETRY_BACKOFF, on_retry=lambda _exc: self._disconnect(),
+                                            logger=log)
+                if more is False:
                     stop.wait(POLL_INTERVAL_S)
         finally:
             self.close()
 
+    def _disconnect(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+        self._conn = None
+
 
 def register(app: faust.App, ctx: WorkerContext) -> None:
     """Run the relay as a faust task of the worker, in its own thread."""
-    from consumers.clock.tasks import _run_in_own_thread
-
     async def relay() -> None:
-        await _run_in_own_thread(OutboxRelay(ctx.settings.effective_database_url(), ctx.settings.kafka_bootstrap,
-                                             ctx.topics.incidents).run)
+        outbox_relay = OutboxRelay(ctx.settings.effective_database_url(), ctx.settings.kafka_bootstrap,
+                                   ctx.topics.incidents)
+        try:
+            await retry.run_in_own_thread(outbox_relay.run, name="relay")
+        except StoreError as exc:  # permanent: a bug or a bad schema
+            await retry.stop_worker(app, ctx, "outbox relay", exc, logger=log)
 
     app.task(relay)

@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 
 import faust
 
+from consumers import retry
 from consumers.context import WorkerContext
 from consumers.maintenance.plan import config_from_settings
 from consumers.maintenance.run import Summary, maintain
@@ -42,13 +43,7 @@ def register(app: faust.App, ctx: WorkerContext) -> None:
 async def run_pass(ctx: WorkerContext) -> Summary | None:
     """One pass in a thread; errors are logged, never fatal (the next pass retries)."""
     stop = threading.Event()
-    work = asyncio.ensure_future(asyncio.to_thread(_pass, ctx, stop))
-    try:
-        return await asyncio.shield(work)
-    except asyncio.CancelledError:
-        stop.set()
-        await asyncio.wait([work])
-        raise
+    return await retry.finish_even_if_cancelled(asyncio.to_thread(_pass, ctx, stop), on_cancel=stop.set)
 
 
 def _pass(ctx: WorkerContext, stop: threading.Event) -> Summary | None:

@@ -1,4 +1,4 @@
-"""Clock task decisions (consumers.clock.tasks): missed slots, timeouts, incidents. Pure."""
+"""Clock task decisions (consumers.clock.decisions): missed slots, timeouts, incidents. Pure."""
 
 from __future__ import annotations
 
@@ -8,8 +8,16 @@ from itertools import count
 import orjson
 import pytest
 
+from consumers.clock.decisions import (
+    UNSCHEDULABLE_RETRY,
+    DueMissed,
+    TimedOut,
+    Unschedulable,
+    decide,
+    missed_slots,
+    plan_writes,
+)
 from consumers.clock.store import TaskEnvironment, TimeoutCheckIn
-from consumers.clock.tasks import DueMissed, TimedOut, decide, missed_slots, plan_writes
 from consumers.incidents.rules import INITIAL_STATE
 from schemas.clock import MarkMissing, MarkTimeout
 from schemas.enums import CheckInStatus, MonitorStatus
@@ -141,13 +149,47 @@ def test_two_missed_below_threshold_three_leave_the_environment_ok() -> None:
     assert writes.opened == [] and writes.states[1][1] == MonitorStatus.OK
 
 
-def test_a_broken_config_clears_the_deadline_instead_of_stopping_the_batch() -> None:
+def test_a_broken_config_pushes_the_deadline_forward_instead_of_stopping_the_batch() -> None:
+    # Until issue 11.5 this test asserted deadlines[1] == (None, None): the deadline was
+    # cleared and the monitor never marked missed again. It now moves an hour past the tick.
     broken = _env('{"schedule_type": "crontab", "schedule": "not a crontab"}', T, env_id=1)
     healthy = _env(_config("* * * * *"), T, env_id=2)
     tasks = [MarkMissing(ts=_ts(T + M), monitor_environment_id=1), MarkMissing(ts=_ts(T + M), monitor_environment_id=2)]
     decisions, deadlines = decide(tasks, {1: broken, 2: healthy}, {})
     assert decisions == [DueMissed(2, T, T + M)]
-    assert deadlines[1] == (None, None)
+    assert deadlines[1] == (T, T + M + UNSCHEDULABLE_RETRY)
+
+
+def test_a_monitor_whose_schedule_cannot_be_computed_is_reported_once_per_due_deadline() -> None:
+    broken = _env('{"schedule_type": "crontab", "schedule": "not a crontab"}', T)
+    failures: list[Unschedulable] = []
+    tasks = [MarkMissing(ts=_ts(T + M), monitor_environment_id=1), MarkMissing(ts=_ts(T + 2 * M), monitor_environment_id=1)]
+    decisions, deadlines = decide(tasks, {1: broken}, {}, failures)
+    assert decisions == [] and deadlines == {1: (T, T + M + UNSCHEDULABLE_RETRY)}
+    assert [(f.env_id, f.tick, f.error_type) for f in failures] == [(1, T + M, "ConfigError")]
+    assert "cannot be computed (schedule: crontab has 3 fields" in failures[0].reason
+    pushed = _env('{"schedule_type": "crontab", "schedule": "not a crontab"}', T,
+                  margin=int((M + UNSCHEDULABLE_RETRY) / M))
+    later: list[Unschedulable] = []
+    assert decide([MarkMissing(ts=_ts(T + 30 * M), monitor_environment_id=1)], {1: pushed}, {}, later) == ([], {})
+    assert later == []  # not due again before the pushed deadline: no repeated error
+
+
+def test_once_the_schedule_works_again_every_slot_since_the_kept_expected_time_is_missed() -> None:
+    fixed = _env(_config("*/30 * * * *"), T, margin=int((M + UNSCHEDULABLE_RETRY) / M))
+    tick = T + M + UNSCHEDULABLE_RETRY
+    decisions, deadlines = decide([MarkMissing(ts=_ts(tick), monitor_environment_id=1)], {1: fixed}, {})
+    assert decisions == [DueMissed(1, T + i * 30 * M, tick) for i in range(3)]  # 12:00, 12:30, 13:00
+    assert deadlines[1] == (T + 90 * M, T + 91 * M)
+
+
+def test_a_timeout_of_a_monitor_with_a_broken_config_counts_with_thresholds_of_one() -> None:
+    env = _env('{"schedule_type": "crontab", "schedule": "not a crontab"}', None)
+    decisions, _ = decide([MarkTimeout(ts=_ts(T + 30 * M), monitor_environment_id=1, checkin_id=5)],
+                          {1: env}, {5: _in_progress(5, T)})
+    writes = plan_writes(decisions, {1: env}, count(100))
+    assert writes.timeouts == {5: T + 30 * M}
+    assert writes.opened == [(10, 1, 5, T)]
 
 
 def test_a_long_silence_is_caught_up_in_bounded_steps_without_skipping_a_slot() -> None:

@@ -21,11 +21,11 @@ from consumers.checkins.processing import (
     ProcessorConfig,
     Project,
     RejectedItem,
-    bucket_start,
     process_batch,
     rollup_deltas,
     take_rate_slot,
 )
+from consumers.rollups import bucket_start
 from schemas.enums import CheckInStatus, MonitorStatus, ProcessingErrorType
 from schemas.messages import CheckInMessage, MessageRejected, PayloadError, parse_check_in_payload
 from schemas.monitor_config import parse_monitor_config

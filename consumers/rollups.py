@@ -1,0 +1,58 @@
+"""Check-in rollups, shared by the check-in processor and the clock: the resolutions, the
+bucket a check-in counts in, and the upsert of the counts the clock adds.
+
+``checkin_rollups`` holds one row per (monitor environment, resolution, bucket start) with
+counts per status and duration sums, read by the stats endpoint. The processor adds
+deltas of accepted check-ins (``consumers.checkins.store``); the clock tasks and the
+volume guard add MISSED, TIMEOUT and UNKNOWN counts with :func:`add_rollups`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from typing import Any, Final
+
+import psycopg
+
+__all__ = ["ADD_ROLLUPS", "ROLLUP_RESOLUTIONS", "RollupKey", "add_rollups", "bucket_start"]
+
+Conn = psycopg.Connection[Any]
+
+#: Rollup resolutions in seconds (hourly and daily buckets), as the stats endpoint reads them.
+ROLLUP_RESOLUTIONS: Final = (3600, 86400)
+
+#: (monitor environment id, resolution in seconds, bucket start).
+RollupKey = tuple[int, int, datetime]
+
+
+def bucket_start(ts: datetime, resolution: int) -> datetime:
+    """The start (aware UTC) of the ``resolution``-second bucket ``ts`` falls in."""
+    seconds = int(ts.timestamp())
+    return datetime.fromtimestamp(seconds - seconds % resolution, timezone.utc)
+
+
+ADD_ROLLUPS = """
+INSERT INTO checkin_rollups AS r (monitor_environment_id, resolution, bucket, missed, timeout, unknown)
+SELECT * FROM unnest(%(env_ids)b::bigint[], %(resolutions)b::integer[], %(buckets)b::timestamptz[],
+                     %(missed)b::integer[], %(timeout)b::integer[], %(unknown)b::integer[])
+ON CONFLICT (monitor_environment_id, resolution, bucket)
+DO UPDATE SET missed = r.missed + EXCLUDED.missed, timeout = r.timeout + EXCLUDED.timeout,
+              unknown = r.unknown + EXCLUDED.unknown
+"""
+
+
+def add_rollups(conn: Conn, counts: Mapping[RollupKey, tuple[int, int]],
+                unknown: Mapping[RollupKey, int] | None = None) -> None:
+    """Add ``(missed, timeout)`` and ``unknown`` to each (env, resolution, bucket) rollup
+    row, in key order (negative counts subtract: the volume guard moves counts)."""
+    unknown = unknown or {}
+    if not counts and not unknown:
+        return
+    keys = sorted(set(counts) | set(unknown))
+    none = (0, 0)
+    conn.execute(ADD_ROLLUPS, {
+        "env_ids": [k[0] for k in keys], "resolutions": [k[1] for k in keys], "buckets": [k[2] for k in keys],
+        "missed": [counts.get(k, none)[0] for k in keys], "timeout": [counts.get(k, none)[1] for k in keys],
+        "unknown": [unknown.get(k, 0) for k in keys],
+    })
