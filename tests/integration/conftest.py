@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from schemas.topics import Topics
-from tests.integration.clock_helpers import ClockRig, seed_project
+from tests.integration.clock_helpers import PipelineRig, seed_project
 from tests.integration.gateway_harness import Gateway, Project, gateway_config, make_project, run_gateway
 
 
@@ -35,11 +35,11 @@ def client(database_url: str) -> Iterator[TestClient]:
 
 
 @pytest.fixture
-def rig(kafka_bootstrap: str, topics: Topics, database_url: str) -> Iterator[ClockRig]:
-    """The clock's agents on this test's topics and database, with project 1 seeded
-    (test_notifier.py has a rig of its own)."""
+def rig(kafka_bootstrap: str, topics: Topics, database_url: str) -> Iterator[PipelineRig]:
+    """The clock's agents on this test's topics and database, with project 1 seeded; it
+    can also produce check-ins for the processor (test_notifier.py has a rig of its own)."""
     with psycopg.connect(database_url, autocommit=True) as conn:
         seed_project(conn)
-    rig = ClockRig(kafka_bootstrap, topics, database_url)
+    rig = PipelineRig(kafka_bootstrap, topics, database_url)
     yield rig
     rig.close()

@@ -1,71 +1,29 @@
 """The volume-anomaly guard through real Kafka topics into a real PostgreSQL.
 
 Thirty days of steady history (100 accepted check-ins a minute) and the current minutes'
-volume are seeded with SQL (compressed message time: the test decides what each minute
-held); ticks are produced by the test and run through the real dispatch and task
-agents; the outbox relay is stepped against the real ``monitors-incidents`` topic.
+volume are seeded with SQL (compressed message time, ``volume_guard_helpers``); ticks are
+produced by the test and run through the real dispatch and task agents; the outbox relay
+is stepped against the real ``monitors-incidents`` topic.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import psycopg
 
-from consumers.incidents.relay import OutboxRelay
 from schemas.enums import CheckInStatus, MonitorStatus
-from tests.integration.clock_helpers import ClockRig, checkins_of, crontab_config, read_all, seed_monitor
+from tests.integration.clock_helpers import ClockRig, checkins_of
+from tests.integration.volume_guard_helpers import DAY, M, T
+from tests.integration.volume_guard_helpers import decisions as _decisions
+from tests.integration.volume_guard_helpers import outbox_rows as _outbox
+from tests.integration.volume_guard_helpers import relayed as _relayed
+from tests.integration.volume_guard_helpers import rollups as _rollups
+from tests.integration.volume_guard_helpers import seed_volume as _seed_volume
+from tests.integration.volume_guard_helpers import silent_monitor as _silent_monitor
+from tests.integration.volume_guard_helpers import ticks as _ticks
 
-UTC = timezone.utc
-T = datetime(2026, 5, 4, 10, 0, tzinfo=UTC)
-M = timedelta(minutes=1)
-DAY = timedelta(days=1)
 MISSED, UNKNOWN = CheckInStatus.MISSED, CheckInStatus.UNKNOWN
-
-
-def _seed_volume(rig: ClockRig, minutes: int, current: dict[int, int]) -> None:
-    """100 a minute on each of the 30 previous days for minutes T-1 .. T+minutes, and today
-    ``current[i]`` for minute T+i (100 where not given)."""
-    rows: list[tuple[datetime, int]] = []
-    for i in range(-1, minutes + 1):
-        rows.extend((T + i * M - k * DAY, 100) for k in range(1, 31))
-        rows.append((T + i * M, current.get(i, 100)))
-    with psycopg.connect(rig.database_url, autocommit=True) as conn, conn.cursor() as cur:
-        cur.executemany("INSERT INTO checkin_volume (minute, count) VALUES (%s, %s)", rows)
-
-
-def _silent_monitor(rig: ClockRig, slug: str, first_slot: datetime) -> int:
-    with psycopg.connect(rig.database_url, autocommit=True) as conn:
-        return seed_monitor(conn, 1, slug, crontab_config("* * * * *"), next_checkin=first_slot,
-                            next_checkin_latest=first_slot + M)[1]
-
-
-def _decisions(rig: ClockRig) -> dict[datetime, str]:
-    return {t: d for t, d in rig.rows("SELECT tick, decision FROM clock_volume_decisions ORDER BY tick")}
-
-
-def _outbox(rig: ClockRig) -> list[tuple[str, bool]]:
-    return [(p["type"], h) for p, h in rig.rows("SELECT payload, held FROM incident_outbox ORDER BY id")]
-
-
-def _rollups(rig: ClockRig, env_id: int) -> tuple[Any, ...]:
-    return rig.rows("SELECT coalesce(sum(missed), 0), coalesce(sum(unknown), 0) FROM checkin_rollups"
-                    " WHERE monitor_environment_id = %s AND resolution = 3600", (env_id,))[0]
-
-
-def _relayed(rig: ClockRig) -> list[bytes]:
-    relay = OutboxRelay(rig.database_url, rig.bootstrap, rig.topics.incidents)
-    try:
-        while relay.run_once():
-            pass
-    finally:
-        relay.close()
-    return read_all(rig.bootstrap, rig.topics.incidents, timeout_s=5.0)
-
-
-def _ticks(first: int, last: int) -> list[datetime]:
-    return [T + i * M for i in range(first, last + 1)]
 
 
 def test_a_half_volume_outage_turns_misses_unknown_sends_nothing_and_later_misses_alert_after_recovery(
