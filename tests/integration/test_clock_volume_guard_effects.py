@@ -1,0 +1,103 @@
+"""The volume guard's effects on TIMEOUTs and on jobs' own results, and the exact undo of
+what a back-dated tick held, through real Kafka and PostgreSQL.
+
+History is seeded as in test_clock_volume_guard.py (100 check-ins a minute on the 30
+previous days; ``seed_volume`` sets today's minutes). Ticks are produced by the test; the
+jobs' OK and ERROR check-ins go through the real check-in processor (``checkins`` agent),
+so their minute counts one more (101, or 86 in a dip of 85: the metric does not change).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from schemas.enums import CheckInStatus
+from tests.integration.clock_helpers import PipelineRig, checkins_of
+from tests.integration.volume_guard_helpers import (
+    M,
+    T,
+    decisions,
+    relayed_events,
+    run_of,
+    running_job,
+    seed_volume,
+    silent_monitor,
+    status_of,
+    ticks,
+    timeout_rollups,
+)
+
+MISSED, UNKNOWN, OK, ERROR = CheckInStatus.MISSED, CheckInStatus.UNKNOWN, CheckInStatus.OK, CheckInStatus.ERROR
+TIMEOUT = CheckInStatus.TIMEOUT
+S = timedelta(seconds=1)
+#: Abnormal metrics at ticks T+6 and T+7, normal from T+8: T+12 is normal again (releases).
+DIP = {5: 85, 6: 85}
+#: Abnormal at T+6, T+7, then an incident metric at T+8 (back-dates T+6, T+7).
+DIP_THEN_DROP = {5: 85, 6: 85, 7: 40, 8: 40}
+#: Incident at T+2..T+5, recovering at T+6, T+7, incident again at T+8 (back-dates T+6, T+7).
+RELAPSE = {1: 50, 2: 50, 3: 50, 4: 50, 7: 50}
+CLOCK_AND_PROCESSOR = ["checkins", "clock_tasks"]
+#: A monitor that runs once a day, at 10:05 (T+5): due (margin 1) at tick T+6.
+DAILY_AT_T5 = "5 10 * * *"
+
+
+def count(rig: PipelineRig, sql: str, params: Any = None) -> int:
+    return int(rig.rows(sql, params)[0][0])
+
+
+def types(events: list[dict[str, Any]]) -> list[str]:
+    return [e["type"] for e in events]
+
+
+# --------------------------------------------------------------------------- TIMEOUT
+
+
+def test_an_in_progress_check_in_whose_timeout_falls_in_an_incident_becomes_unknown_not_timeout(
+        rig: PipelineRig) -> None:
+    seed_volume(rig, 12, {i: 50 for i in range(3, 9)})  # incident metrics at ticks T+4 .. T+9
+    env_id, before = running_job(rig, "nightly", T + 2 * M)  # times out in a normal tick
+    _, during = running_job(rig, "nightly-2", T + 6 * M)
+
+    async def scenario() -> None:
+        rig.tick(*ticks(0, 8))
+        await rig.settle()
+
+    rig.run(["clock_tasks"], scenario)
+    assert decisions(rig)[T + 2 * M] == "normal" and decisions(rig)[T + 6 * M] == "incident"
+    assert status_of(rig, before) == TIMEOUT
+    assert status_of(rig, during) == UNKNOWN  # Sentry's mark_unknown
+    other_env = rig.rows("SELECT monitor_environment_id FROM checkins WHERE id = %s", (during,))[0][0]
+    assert timeout_rollups(rig, env_id) == (1, 0)
+    assert timeout_rollups(rig, other_env) == (0, 1)
+    # No incident effect: its environment fails nothing and nothing is sent for it.
+    assert run_of(rig, other_env)[1:] == (0, None)
+    assert count(rig, "SELECT count(*) FROM incidents WHERE monitor_environment_id = %s", (other_env,)) == 0
+    assert [e["monitor_environment_id"] for e in relayed_events(rig)] == [env_id]
+
+
+# --------------------------------------------------------------------------- jobs' own results
+
+
+def test_a_job_s_error_during_an_abnormal_tick_is_never_held(rig: PipelineRig) -> None:
+    seed_volume(rig, 14, DIP)
+    with_job = silent_monitor(rig, "reporting", T + 100 * M, failure=1)  # not due in this test
+    silent = silent_monitor(rig, "silent", T + 5 * M, schedule=DAILY_AT_T5)
+    states: dict[str, Any] = {}
+
+    async def scenario() -> None:
+        rig.tick(*ticks(0, 7))
+        await rig.settle()
+        rig.check_in("reporting", "error", T + 7 * M + 30 * S)
+        await rig.wait_ingested()
+        states["abnormal"] = (decisions(rig)[T + 7 * M], relayed_events(rig))
+
+    rig.run(CLOCK_AND_PROCESSOR, scenario)
+    decision, sent = states["abnormal"]
+    assert decision == "abnormal"
+    # The job's own ERROR opened its incident and was sent at once; the silent monitor's
+    # MISSED of the same minutes waits for the volume to settle.
+    assert [(e["type"], e["monitor_environment_id"]) for e in sent] == [("opened", with_job)]
+    assert [(p["type"], h) for p, h in rig.rows(
+        "SELECT payload, held FROM incident_outbox WHERE monitor_environment_id = %s", (silent,))] == [("opened", True)]
+    assert [s for s, _, _ in checkins_of(rig, with_job)] == [ERROR]
