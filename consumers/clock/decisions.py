@@ -260,6 +260,8 @@ def plan_writes(decisions: Sequence[Decision], envs: dict[int, TaskEnvironment],
             (writes.unknowns if system else writes.timeouts)[checkin_id] = decision.tick
             _count(writes, env.id, ts, 0, int(not system), int(system))
             if not decision.fails_environment:
+                if verdict.pending:  # no incident effect, but it becomes UNKNOWN if the tick was the system's
+                    writes.held.append((decision.tick, checkin_id, env.id))
                 continue
         if system:
             continue

@@ -12,12 +12,15 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from schemas.enums import CheckInStatus
+import pytest
+
+from schemas.enums import CheckInStatus, MonitorStatus
 from tests.integration.clock_helpers import PipelineRig, checkins_of
 from tests.integration.volume_guard_helpers import (
     M,
     T,
     decisions,
+    outbox_rows,
     relayed_events,
     run_of,
     running_job,
@@ -74,6 +77,57 @@ def test_an_in_progress_check_in_whose_timeout_falls_in_an_incident_becomes_unkn
     assert run_of(rig, other_env)[1:] == (0, None)
     assert count(rig, "SELECT count(*) FROM incidents WHERE monitor_environment_id = %s", (other_env,)) == 0
     assert [e["monitor_environment_id"] for e in relayed_events(rig)] == [env_id]
+
+
+def test_timeouts_of_an_abnormal_tick_are_held_and_delivered_when_it_returns_to_normal(rig: PipelineRig) -> None:
+    seed_volume(rig, 14, DIP)
+    env_id, failing = running_job(rig, "nightly", T + 6 * M)
+    other_env, overlapped = running_job(rig, "overlapped", T + 7 * M, newer_ok=True)
+    states: dict[str, Any] = {}
+
+    async def scenario() -> None:
+        rig.tick(*ticks(0, 11))
+        await rig.settle()
+        states["abnormal"] = (outbox_rows(rig), relayed_events(rig),
+                              count(rig, "SELECT count(*) FROM clock_volume_held"))
+        rig.tick(T + 12 * M)
+        await rig.settle()
+
+    rig.run(["clock_tasks"], scenario)
+    assert [decisions(rig)[t] for t in ticks(6, 11)] == ["abnormal"] * 6 and decisions(rig)[T + 12 * M] == "normal"
+    outbox, sent, held = states["abnormal"]
+    assert outbox == [("opened", True)] and sent == [] and held == 2
+    assert types(relayed_events(rig)) == ["opened"]
+    assert status_of(rig, failing) == TIMEOUT and status_of(rig, overlapped) == TIMEOUT
+    assert timeout_rollups(rig, env_id) == (1, 0) and timeout_rollups(rig, other_env) == (1, 0)
+    assert run_of(rig, env_id) == (int(MonitorStatus.ERROR), 1, failing)
+    assert count(rig, "SELECT count(*) FROM clock_volume_held") == 0
+
+
+@pytest.mark.parametrize("volume", [DIP_THEN_DROP, RELAPSE], ids=["abnormal", "recovering"])
+def test_timeouts_held_in_a_pending_tick_become_unknown_when_it_is_back_dated_and_nothing_is_sent(
+        rig: PipelineRig, volume: dict[int, int]) -> None:
+    seed_volume(rig, 12, volume)
+    env_id, failing = running_job(rig, "nightly", T + 6 * M)
+    other_env, overlapped = running_job(rig, "overlapped", T + 7 * M, newer_ok=True)
+    states: dict[str, Any] = {}
+
+    async def scenario() -> None:
+        rig.tick(*ticks(0, 7))
+        await rig.settle()
+        states["pending"] = (status_of(rig, failing), status_of(rig, overlapped), outbox_rows(rig))
+        rig.tick(T + 8 * M)
+        await rig.settle()
+
+    rig.run(["clock_tasks"], scenario)
+    assert states["pending"] == (TIMEOUT, TIMEOUT, [("opened", True)])
+    assert [decisions(rig)[t] for t in ticks(6, 8)] == ["incident"] * 3
+    # Both become UNKNOWN, the one that failed nothing too; their counts move to unknown.
+    assert status_of(rig, failing) == UNKNOWN and status_of(rig, overlapped) == UNKNOWN
+    assert timeout_rollups(rig, env_id) == (0, 1) and timeout_rollups(rig, other_env) == (0, 1)
+    assert outbox_rows(rig) == [] and relayed_events(rig) == []
+    assert count(rig, "SELECT count(*) FROM incidents") == 0
+    assert run_of(rig, env_id) == (int(MonitorStatus.OK), 0, None)
 
 
 # --------------------------------------------------------------------------- jobs' own results
