@@ -218,8 +218,9 @@ class TaskWrites:
     opened: list[tuple[int, int, int | None, datetime]] = field(default_factory=list)
     #: Incident events for the outbox, in decision order.
     events: list[OutboxEvent] = field(default_factory=list)
-    #: (tick, check-in id, env id) of synthetic failures written in a pending tick.
-    held: list[tuple[datetime, int, int]] = field(default_factory=list)
+    #: (tick, check-in id, env id, first check-in of the failure run it counted in) of
+    #: synthetic failures written in a pending tick.
+    held: list[tuple[datetime, int, int, int | None]] = field(default_factory=list)
 
 
 def _count(writes: TaskWrites, env_id: int, date_added: datetime, missed: int, timeout: int,
@@ -261,13 +262,13 @@ def plan_writes(decisions: Sequence[Decision], envs: dict[int, TaskEnvironment],
             _count(writes, env.id, ts, 0, int(not system), int(system))
             if not decision.fails_environment:
                 if verdict.pending:  # no incident effect, but it becomes UNKNOWN if the tick was the system's
-                    writes.held.append((decision.tick, checkin_id, env.id))
+                    writes.held.append((decision.tick, checkin_id, env.id, None))
                 continue
         if system:
             continue
-        if verdict.pending:
-            writes.held.append((decision.tick, checkin_id, env.id))
         _apply_incident(writes, states, env, status, checkin_id, ts, decision.tick, verdict.pending)
+        if verdict.pending:
+            writes.held.append((decision.tick, checkin_id, env.id, states[env.id].failure_run_start_id))
     return writes
 
 

@@ -27,7 +27,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final
 
-__all__ = ["WINDOW", "Decision", "Metric", "Transition", "classify", "next_decision", "pct_deviation"]
+__all__ = ["WINDOW", "Decision", "Metric", "Transition", "UndoneFailure", "classify", "next_decision",
+           "pct_deviation", "recount_run"]
 
 #: Metrics in the decision window (the tick's own and the four before it).
 WINDOW: Final = 5
@@ -114,3 +115,25 @@ def next_decision(previous: Decision, window: Sequence[Metric]) -> Transition:
     if all_normal:
         return Transition(Decision.NORMAL, release=True, recovered=True)
     return Transition(Decision.RECOVERING)
+
+
+@dataclass(frozen=True)
+class UndoneFailure:
+    """A held synthetic failure that a back-dating turned UNKNOWN."""
+
+    checkin_id: int
+    #: The first check-in of the failure run it was counted in; None: it was not counted.
+    run_start_id: int | None
+
+
+def recount_run(failure_run: int, start_id: int | None, undone: Sequence[UndoneFailure]) -> tuple[int, bool]:
+    """An environment's failure run once its ``undone`` failures no longer count.
+
+    Only the ones counted in the current run (the run that starts at ``start_id``) come
+    off it; failures of an earlier run, ended by an OK, were already forgotten. Returns
+    the new length and whether the run needs a new first check-in (its first one was
+    undone and the run goes on with the failures that remain)."""
+    if start_id is None:
+        return failure_run, False
+    left = max(failure_run - sum(1 for u in undone if u.run_start_id == start_id), 0)
+    return left, left > 0 and any(u.checkin_id == start_id for u in undone)

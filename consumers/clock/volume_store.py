@@ -17,7 +17,19 @@ from typing import Any, Final
 
 import psycopg
 
-from consumers.clock.volume import Decision, Metric, Transition, classify, next_decision, pct_deviation
+from consumers.clock.volume import (
+    Decision,
+    Metric,
+    Transition,
+    UndoneFailure,
+    classify,
+    next_decision,
+    pct_deviation,
+    recount_run,
+)
+from consumers.incidents import outbox
+from consumers.incidents import store as incident_store
+from consumers.incidents.outbox import OutboxEvent
 from consumers.rollups import ADD_ROLLUPS, ROLLUP_RESOLUTIONS, bucket_start
 from schemas.enums import CheckInStatus, MonitorStatus
 
@@ -79,14 +91,28 @@ SELECT tick, decision, resolved FROM clock_volume_decisions
 """
 
 HOLD = """
-INSERT INTO clock_volume_held (tick, checkin_id, monitor_environment_id)
-SELECT * FROM unnest(%(ticks)b::timestamptz[], %(ids)b::bigint[], %(env_ids)b::bigint[])
+INSERT INTO clock_volume_held (tick, checkin_id, monitor_environment_id, run_start_id)
+SELECT * FROM unnest(%(ticks)b::timestamptz[], %(ids)b::bigint[], %(env_ids)b::bigint[], %(run_starts)b::bigint[])
 ON CONFLICT DO NOTHING
 """
 
+# A resolution locks the environments of its held rows (id order, as every writer does)
+# before it reads or changes anything of theirs: a processor batch on one of them has
+# then committed (its events, held because of these rows, are visible to the statements
+# that follow), or starts after the commit and finds the rows gone.
+LOCK_HELD_ENVIRONMENTS = """
+SELECT me.id FROM monitor_environments me
+ WHERE me.id IN (SELECT h.monitor_environment_id FROM clock_volume_held h
+                  WHERE h.tick = ANY(%(ticks)b::timestamptz[]))
+ ORDER BY me.id
+   FOR UPDATE OF me
+"""
+
 RELEASE_OUTBOX = "UPDATE incident_outbox SET held = false WHERE held AND tick = ANY(%(ticks)b::timestamptz[])"
-DELETE_HELD_OUTBOX = "DELETE FROM incident_outbox WHERE held AND tick = ANY(%(ticks)b::timestamptz[])"
-FORGET_HELD = "DELETE FROM clock_volume_held WHERE tick = ANY(%(ticks)b::timestamptz[]) RETURNING checkin_id"
+FORGET_HELD = """
+DELETE FROM clock_volume_held WHERE tick = ANY(%(ticks)b::timestamptz[])
+RETURNING checkin_id, monitor_environment_id, run_start_id
+"""
 
 # The held failures become UNKNOWN; the old status comes back for the rollups.
 UNKNOWN_HELD = f"""
@@ -95,23 +121,86 @@ UPDATE checkins c SET status = {int(CheckInStatus.UNKNOWN)}
            AND status IN ({int(CheckInStatus.MISSED)}, {int(CheckInStatus.TIMEOUT)})
          ORDER BY id FOR UPDATE) o
  WHERE c.id = o.id
-RETURNING c.id, c.monitor_environment_id, o.status, c.date_added
+RETURNING c.id, c.monitor_environment_id, o.status, c.date_added, c.guid
 """
 
 # Moving a count between columns is the clock's own signed rollup upsert (clock/store.py).
 MOVE_ROLLUPS = ADD_ROLLUPS
 
-# Incidents the held failures opened never happened: delete the open ones they started,
-# and put their environments back to OK with no failure run.
+# Incidents that only existed because of the held failures: opened in a back-dated tick
+# (their "opened" event is held there; for one opened by a job's result while the
+# environment had held failures, too) or started by a held failure. Open or resolved
+# since: none of their events has been sent, and none will be.
 UNDO_INCIDENTS = """
-DELETE FROM incidents WHERE resolving_timestamp IS NULL AND starting_checkin_id = ANY(%(ids)b::bigint[])
-RETURNING monitor_environment_id
+DELETE FROM incidents i
+ WHERE i.monitor_environment_id = ANY(%(env_ids)b::bigint[])
+   AND (i.starting_checkin_id = ANY(%(ids)b::bigint[])
+        OR i.guid IN (SELECT (o.payload ->> 'incident_id')::uuid FROM incident_outbox o
+                       WHERE o.held AND o.tick = ANY(%(ticks)b::timestamptz[]) AND o.payload ->> 'type' = 'opened'))
+RETURNING i.guid
 """
-RESET_RUNS = f"""
-UPDATE monitor_environments SET failure_run = 0, failure_run_start_id = NULL, failure_run_start_at = NULL,
-       status = CASE WHEN id = ANY(%(reopened)b::bigint[]) THEN {int(MonitorStatus.OK)} ELSE status END
- WHERE id = ANY(%(env_ids)b::bigint[]) AND (failure_run_start_id = ANY(%(ids)b::bigint[])
-       OR id = ANY(%(reopened)b::bigint[]))
+
+# Events of the removed incidents and events caused by the held failures are dropped;
+# what is left in the ticks (events of jobs' own results that waited for the
+# environment's held failures) is released by RELEASE_OUTBOX afterwards.
+DROP_UNDONE_EVENTS = """
+DELETE FROM incident_outbox
+ WHERE held AND tick = ANY(%(ticks)b::timestamptz[])
+   AND (payload ->> 'incident_id' = ANY(%(incidents)s::text[])
+        OR payload ->> 'failed_checkin_id' = ANY(%(checkins)s::text[]))
+"""
+
+LOAD_RUNS = """
+SELECT me.id, me.monitor_id, me.failure_run, me.failure_run_start_id, me.failure_run_start_at,
+       greatest(coalesce((m.config ->> 'failure_issue_threshold')::integer, 1), 1),
+       EXISTS (SELECT 1 FROM incidents i WHERE i.monitor_environment_id = me.id AND i.resolving_timestamp IS NULL)
+  FROM monitor_environments me JOIN monitors m ON m.id = me.monitor_id
+ WHERE me.id = ANY(%(env_ids)b::bigint[])
+ ORDER BY me.id
+"""
+
+_FAILED = f"{int(CheckInStatus.ERROR)}, {int(CheckInStatus.MISSED)}, {int(CheckInStatus.TIMEOUT)}"
+
+# The new first check-in of a run whose first one was undone: the oldest failure left
+# since it; else (a failure dated before it, as a TIMEOUT of a long job is) the newest.
+NEW_RUN_STARTS = f"""
+SELECT u.env_id, coalesce(f.id, n.id), coalesce(f.date_added, n.date_added)
+  FROM unnest(%(env_ids)b::bigint[], %(after)b::timestamptz[]) AS u (env_id, after)
+  LEFT JOIN LATERAL (
+       SELECT c.id, c.date_added FROM checkins c
+        WHERE c.monitor_environment_id = u.env_id AND c.status IN ({_FAILED}) AND c.date_added >= u.after
+        ORDER BY c.date_added, c.id LIMIT 1) f ON true
+  LEFT JOIN LATERAL (
+       SELECT c.id, c.date_added FROM checkins c
+        WHERE c.monitor_environment_id = u.env_id AND c.status IN ({_FAILED})
+        ORDER BY c.date_added DESC, c.id DESC LIMIT 1) n ON true
+"""
+
+NEWEST_FAILURES = f"""
+SELECT u.env_id, f.id, f.date_added
+  FROM unnest(%(env_ids)b::bigint[]) AS u (env_id)
+ CROSS JOIN LATERAL (
+       SELECT c.id, c.date_added FROM checkins c
+        WHERE c.monitor_environment_id = u.env_id AND c.status IN ({_FAILED})
+        ORDER BY c.date_added DESC, c.id DESC LIMIT 1) f
+"""
+
+SAVE_RUNS = """
+UPDATE monitor_environments me
+   SET failure_run = u.run, failure_run_start_id = u.start_id, failure_run_start_at = u.start_at
+  FROM unnest(%(env_ids)b::bigint[], %(runs)b::integer[], %(start_ids)b::bigint[], %(start_ats)b::timestamptz[])
+       AS u (id, run, start_id, start_at)
+ WHERE me.id = u.id
+"""
+
+# ERROR while an incident is open, OK otherwise (as consumers.incidents.rules has it).
+SET_STATUSES = f"""
+UPDATE monitor_environments me
+   SET status = CASE WHEN EXISTS (SELECT 1 FROM incidents i WHERE i.monitor_environment_id = me.id
+                                     AND i.resolving_timestamp IS NULL) THEN {int(MonitorStatus.ERROR)}
+                     WHEN me.status = {int(MonitorStatus.ERROR)} THEN {int(MonitorStatus.OK)}
+                     ELSE me.status END
+ WHERE me.id = ANY(%(env_ids)b::bigint[])
 """
 
 PRUNE = """
@@ -180,25 +269,79 @@ def apply_transition(conn: Conn, tick: datetime, transition: Transition) -> None
 
 
 def release_held(conn: Conn, ticks: Sequence[datetime]) -> None:
+    """The held failures of ``ticks`` were real: their events (and those of jobs' results
+    that waited for them) go to the relay, in the order they were written."""
     if ticks:
-        conn.execute(RELEASE_OUTBOX, {"ticks": list(ticks)})
+        conn.execute(LOCK_HELD_ENVIRONMENTS, {"ticks": list(ticks)})
         conn.execute(FORGET_HELD, {"ticks": list(ticks)})
+        conn.execute(RELEASE_OUTBOX, {"ticks": list(ticks)})
 
 
 def undo_held(conn: Conn, ticks: Sequence[datetime]) -> None:
-    """The held failures of ``ticks`` were the system's, not the jobs': nothing is sent,
-    they become UNKNOWN (rollups moved), and the incidents they opened are removed."""
+    """The held failures of ``ticks`` were the system's, not the jobs': they become
+    UNKNOWN (rollups moved), the incidents that existed only because of them are removed
+    with their events, the failure runs they were counted in are recounted, and an
+    environment whose remaining failures still reach its threshold opens its incident
+    from them (with an ``opened`` event). Nothing they caused is ever sent."""
     if not ticks:
         return
-    conn.execute(DELETE_HELD_OUTBOX, {"ticks": list(ticks)})
-    ids = [int(r[0]) for r in conn.execute(FORGET_HELD, {"ticks": list(ticks)})]
-    if not ids:
+    params = {"ticks": list(ticks)}
+    env_ids = [int(r[0]) for r in conn.execute(LOCK_HELD_ENVIRONMENTS, params)]
+    undone: dict[int, list[UndoneFailure]] = {}
+    for checkin_id, env_id, run_start_id in conn.execute(FORGET_HELD, params):
+        undone.setdefault(int(env_id), []).append(UndoneFailure(int(checkin_id), run_start_id))
+    ids = [u.checkin_id for failures in undone.values() for u in failures]
+    changed = conn.execute(UNKNOWN_HELD, {"ids": ids}).fetchall() if ids else []
+    move_rollups(conn, [(int(env), CheckInStatus(old), added) for _id, env, old, added, _guid in changed])
+    removed = [str(r[0]) for r in conn.execute(UNDO_INCIDENTS, {**params, "env_ids": env_ids, "ids": ids})]
+    conn.execute(DROP_UNDONE_EVENTS, {**params, "incidents": removed, "checkins": [str(r[4]) for r in changed]})
+    conn.execute(RELEASE_OUTBOX, params)
+    recount_runs(conn, env_ids, undone)
+    conn.execute(SET_STATUSES, {"env_ids": env_ids})
+
+
+@dataclass(frozen=True)
+class _Run:
+    """An environment's failure run as stored, with what deciding an incident needs."""
+
+    env_id: int
+    monitor_id: int
+    failure_run: int
+    start_id: int | None
+    start_at: datetime | None
+    threshold: int
+    open_incident: bool
+
+
+def recount_runs(conn: Conn, env_ids: Sequence[int], undone: Mapping[int, Sequence[UndoneFailure]]) -> None:
+    """Take each environment's undone failures off the run they were counted in
+    (``volume.recount_run``), then open the incidents the remaining failures call for."""
+    runs = [_Run(*r) for r in conn.execute(LOAD_RUNS, {"env_ids": list(env_ids)})]
+    recounted = {r.env_id: recount_run(r.failure_run, r.start_id, undone.get(r.env_id, ())) for r in runs}
+    moved = [r for r in runs if recounted[r.env_id][1]]
+    starts = {int(e): (i, at) for e, i, at in conn.execute(NEW_RUN_STARTS, {
+        "env_ids": [r.env_id for r in moved], "after": [r.start_at for r in moved]})} if moved else {}
+    saved: list[_Run] = []
+    for r in runs:
+        length, new_start = recounted[r.env_id]
+        start_id, start_at = starts.get(r.env_id, (None, None)) if new_start else (r.start_id, r.start_at)
+        if length == 0 or start_id is None:
+            length, start_id, start_at = 0, None, None
+        saved.append(_Run(r.env_id, r.monitor_id, length, start_id, start_at, r.threshold, r.open_incident))
+    conn.execute(SAVE_RUNS, {"env_ids": [r.env_id for r in saved], "runs": [r.failure_run for r in saved],
+                             "start_ids": [r.start_id for r in saved], "start_ats": [r.start_at for r in saved]})
+    reopen_incidents(conn, [r for r in saved if not r.open_incident and r.failure_run >= r.threshold])
+
+
+def reopen_incidents(conn: Conn, runs: Sequence[_Run]) -> None:
+    """Incidents that the failures left after an undo still reach: opened from the run's
+    first failure; the ``opened`` event is caused by the newest one (and lists them all)."""
+    if not runs:
         return
-    changed = conn.execute(UNKNOWN_HELD, {"ids": ids}).fetchall()
-    move_rollups(conn, [(int(env), CheckInStatus(old), added) for _id, env, old, added in changed])
-    reopened = sorted({int(r[0]) for r in conn.execute(UNDO_INCIDENTS, {"ids": ids})})
-    env_ids = sorted({int(r[1]) for r in changed} | set(reopened))
-    conn.execute(RESET_RUNS, {"ids": ids, "env_ids": env_ids, "reopened": reopened})
+    incident_store.open_incidents(conn, [(r.monitor_id, r.env_id, r.start_id, r.start_at) for r in runs
+                                         if r.start_at is not None])
+    causes = conn.execute(NEWEST_FAILURES, {"env_ids": [r.env_id for r in runs]}).fetchall()
+    outbox.write_events(conn, [OutboxEvent(int(env), "opened", int(i), at) for env, i, at in causes])
 
 
 def move_rollups(conn: Conn, moved: Iterable[tuple[int, CheckInStatus, datetime]]) -> None:
@@ -230,11 +373,12 @@ def lock_decisions(conn: Conn, ticks: Iterable[datetime]) -> dict[datetime, Deci
     return {t: found.get(t, Decision.NORMAL) for t in wanted}
 
 
-def hold(conn: Conn, held: Sequence[tuple[datetime, int, int]]) -> None:
-    """Remember (tick, check-in id, env id) of synthetic failures written in a pending tick."""
+def hold(conn: Conn, held: Sequence[tuple[datetime, int, int, int | None]]) -> None:
+    """Remember (tick, check-in id, env id, first check-in of the failure run it was
+    counted in) of synthetic failures written in a pending tick."""
     if held:
         conn.execute(HOLD, {"ticks": [h[0] for h in held], "ids": [h[1] for h in held],
-                            "env_ids": [h[2] for h in held]})
+                            "env_ids": [h[2] for h in held], "run_starts": [h[3] for h in held]})
 
 
 def prune(conn: Conn, tick: datetime) -> None:

@@ -15,7 +15,7 @@ publication of the row carries the same id. Disabled monitors write no events.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -102,12 +102,36 @@ ON CONFLICT (event_id) DO NOTHING
 """
 
 
+# Environments with synthetic failures the volume guard holds (consumers.clock.volume_store),
+# and the oldest tick holding one: their incident state depends on those failures.
+HELD_ENVIRONMENTS = """
+SELECT h.monitor_environment_id, min(h.tick)
+  FROM clock_volume_held h JOIN unnest(%(env_ids)b::bigint[]) AS u (id) ON u.id = h.monitor_environment_id
+ GROUP BY h.monitor_environment_id
+"""
+
+
+def _wait_for_held(conn: Conn, events: Sequence[OutboxEvent]) -> list[OutboxEvent]:
+    """An event of an environment that has held failures is held with them (same tick):
+    it is released in order when their tick turns out normal, or dropped with them if
+    its incident existed only because of them. Callers hold the environments' row locks,
+    as the guard's resolution takes them first, so the held rows read here stay put."""
+    env_ids = sorted({e.env_id for e in events if not e.held})
+    if not env_ids:
+        return list(events)
+    waiting = {int(env): tick for env, tick in conn.execute(HELD_ENVIRONMENTS, {"env_ids": env_ids})}
+    return [replace(e, held=True, tick=waiting[e.env_id]) if not e.held and e.env_id in waiting else e
+            for e in events]
+
+
 def write_events(conn: Conn, events: Sequence[OutboxEvent]) -> int:
     """Insert the events of this transaction's incident changes, in order; returns how
     many rows were written (disabled monitors and repeats write none). Call it after the
-    check-ins and incidents of the same transaction are written."""
+    check-ins and incidents of the same transaction are written, with the environments
+    locked."""
     if not events:
         return 0
+    events = _wait_for_held(conn, events)
     cur = conn.execute(WRITE_EVENTS, {
         "env_ids": [e.env_id for e in events], "types": [e.type for e in events],
         "checkin_ids": [e.checkin_id for e in events], "ts": [e.ts for e in events],

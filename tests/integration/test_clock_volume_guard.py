@@ -3,7 +3,8 @@
 Thirty days of steady history (100 accepted check-ins a minute) and the current minutes'
 volume are seeded with SQL (compressed message time, ``volume_guard_helpers``); ticks are
 produced by the test and run through the real dispatch and task agents; the outbox relay
-is stepped against the real ``monitors-incidents`` topic.
+is stepped against the real ``monitors-incidents`` topic. Timeouts and jobs' own results:
+test_clock_volume_guard_effects.py.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import psycopg
 
 from schemas.enums import CheckInStatus, MonitorStatus
 from tests.integration.clock_helpers import ClockRig, checkins_of
-from tests.integration.volume_guard_helpers import DAY, M, T
+from tests.integration.volume_guard_helpers import DAY, M, T, run_of
 from tests.integration.volume_guard_helpers import decisions as _decisions
 from tests.integration.volume_guard_helpers import outbox_rows as _outbox
 from tests.integration.volume_guard_helpers import relayed as _relayed
@@ -126,6 +127,10 @@ def test_an_abnormal_run_that_becomes_an_incident_is_back_dated_and_its_misses_u
     assert statuses == [MISSED, UNKNOWN, UNKNOWN, UNKNOWN]
     assert _outbox(rig) == [("opened", False)]
     assert _rollups(rig, env_id) == (1, 3)
+    # The held misses came off the failure run: only the real one (T+5's) is left in it.
+    first = rig.rows("SELECT id FROM checkins WHERE monitor_environment_id = %s AND status = %s",
+                     (env_id, int(MISSED)))[0][0]
+    assert run_of(rig, env_id) == (int(MonitorStatus.ERROR), 1, first)
 
 
 def test_misses_held_while_recovering_are_undone_when_the_volume_drops_again(rig: ClockRig) -> None:

@@ -22,6 +22,7 @@ from tests.integration.volume_guard_helpers import (
     decisions,
     outbox_rows,
     relayed_events,
+    rollups,
     run_of,
     running_job,
     seed_volume,
@@ -155,3 +156,98 @@ def test_a_job_s_error_during_an_abnormal_tick_is_never_held(rig: PipelineRig) -
     assert [(p["type"], h) for p, h in rig.rows(
         "SELECT payload, held FROM incident_outbox WHERE monitor_environment_id = %s", (silent,))] == [("opened", True)]
     assert [s for s, _, _ in checkins_of(rig, with_job)] == [ERROR]
+
+
+@pytest.mark.parametrize("resolved_as", ["normal", "incident"])
+def test_an_ok_that_resolves_an_incident_opened_by_a_held_miss_is_held_with_it(
+        rig: PipelineRig, resolved_as: str) -> None:
+    seed_volume(rig, 14, DIP if resolved_as == "normal" else DIP_THEN_DROP)
+    env_id = silent_monitor(rig, "daily", T + 5 * M, schedule=DAILY_AT_T5)  # missed at tick T+6 (held)
+    last = 12 if resolved_as == "normal" else 8
+    states: dict[str, Any] = {}
+
+    async def scenario() -> None:
+        rig.tick(*ticks(0, 6))
+        await rig.settle()
+        rig.check_in("daily", "ok", T + 6 * M + 30 * S)  # late, but it ran: resolves
+        await rig.wait_ingested()
+        states["pending"] = (outbox_rows(rig), relayed_events(rig))
+        rig.tick(*ticks(7, last))
+        await rig.settle()
+
+    rig.run(CLOCK_AND_PROCESSOR, scenario)
+    outbox, sent = states["pending"]
+    assert outbox == [("opened", True), ("resolved", True)] and sent == []  # never "resolved" alone
+    if resolved_as == "normal":
+        assert types(relayed_events(rig)) == ["opened", "resolved"]
+        assert [s for s, _, _ in checkins_of(rig, env_id)] == [MISSED, OK]
+        return
+    assert [decisions(rig)[t] for t in ticks(6, 8)] == ["incident"] * 3
+    assert relayed_events(rig) == [] and outbox_rows(rig) == []
+    assert count(rig, "SELECT count(*) FROM incidents") == 0
+    assert [s for s, _, _ in checkins_of(rig, env_id)] == [UNKNOWN, OK]
+    assert run_of(rig, env_id) == (int(MonitorStatus.OK), 0, None)
+
+
+def test_a_job_s_error_in_an_incident_opened_by_a_held_miss_opens_it_again_alone_when_the_miss_is_undone(
+        rig: PipelineRig) -> None:
+    seed_volume(rig, 12, DIP_THEN_DROP)
+    env_id = silent_monitor(rig, "daily", T + 5 * M, schedule=DAILY_AT_T5, failure=1)
+    states: dict[str, Any] = {}
+
+    async def scenario() -> None:
+        rig.tick(*ticks(0, 6))
+        await rig.settle()
+        rig.check_in("daily", "error", T + 6 * M + 30 * S)
+        await rig.wait_ingested()
+        states["pending"] = (outbox_rows(rig), relayed_events(rig))
+        rig.tick(*ticks(7, 8))
+        await rig.settle()
+
+    rig.run(CLOCK_AND_PROCESSOR, scenario)
+    outbox, sent = states["pending"]
+    # The ERROR joined an incident that a held MISSED opened: its event waits with it.
+    assert outbox == [("opened", True), ("failure", True)] and sent == []
+    error_id, error_guid = rig.rows("SELECT id, guid::text FROM checkins WHERE monitor_environment_id = %s"
+                                    " AND status = %s", (env_id, int(ERROR)))[0]
+    assert [s for s, _, _ in checkins_of(rig, env_id)] == [UNKNOWN, ERROR]
+    # Back-dated: the MISSED's incident is gone; the job's ERROR alone still fails the
+    # environment (threshold 1), so its incident opens from it and that is what is sent.
+    events = relayed_events(rig)
+    assert types(events) == ["opened"]
+    assert events[0]["failed_checkin_id"] == error_guid
+    assert [c["id"] for c in events[0]["failing_checkins"]] == [error_guid]
+    assert rig.rows("SELECT starting_checkin_id FROM incidents WHERE resolving_timestamp IS NULL") == [(error_id,)]
+    assert count(rig, "SELECT count(*) FROM incidents") == 1
+    assert run_of(rig, env_id) == (int(MonitorStatus.ERROR), 1, error_id)
+
+
+# --------------------------------------------------------------------------- recounting the run
+
+
+def test_a_back_dated_miss_comes_off_the_failure_run_and_an_incident_it_completed_is_removed(
+        rig: PipelineRig) -> None:
+    seed_volume(rig, 12, DIP_THEN_DROP)
+    # Threshold 3: T+5's real MISSED starts the run, the held ones of T+6 and T+7 complete it.
+    env_id = silent_monitor(rig, "three-strikes", T + 4 * M, failure=3)
+    states: dict[str, Any] = {}
+
+    async def scenario() -> None:
+        rig.tick(*ticks(0, 7))
+        await rig.settle()
+        states["pending"] = (outbox_rows(rig), run_of(rig, env_id)[1],
+                             count(rig, "SELECT count(*) FROM incidents"))
+        rig.tick(T + 8 * M)
+        await rig.settle()
+
+    rig.run(["clock_tasks"], scenario)
+    assert states["pending"] == ([("opened", True)], 3, 1)
+    statuses = checkins_of(rig, env_id)
+    assert [s for s, _, _ in statuses] == [MISSED, UNKNOWN, UNKNOWN, UNKNOWN]
+    first = rig.rows("SELECT id FROM checkins WHERE monitor_environment_id = %s AND status = %s",
+                     (env_id, int(MISSED)))[0][0]
+    # One real failure is left: the run is 1 long, from it, and the incident never was.
+    assert run_of(rig, env_id) == (int(MonitorStatus.OK), 1, first)
+    assert count(rig, "SELECT count(*) FROM incidents") == 0
+    assert outbox_rows(rig) == [] and relayed_events(rig) == []
+    assert rollups(rig, env_id) == (1, 3)

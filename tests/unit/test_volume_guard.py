@@ -1,10 +1,20 @@
-"""The volume-anomaly guard's decision: deviation, metric classes, Sentry's transitions."""
+"""The volume-anomaly guard's decision: deviation, metric classes, Sentry's transitions, and
+the failure run recounted when held failures are undone."""
 
 from __future__ import annotations
 
 import pytest
 
-from consumers.clock.volume import Decision, Metric, Transition, classify, next_decision, pct_deviation
+from consumers.clock.volume import (
+    Decision,
+    Metric,
+    Transition,
+    UndoneFailure,
+    classify,
+    next_decision,
+    pct_deviation,
+    recount_run,
+)
 
 N, A, I = Metric.NORMAL, Metric.ABNORMAL, Metric.INCIDENT  # noqa: E741
 
@@ -49,3 +59,23 @@ def test_each_transition_follows_sentrys_system_incident_rules(
 
 def test_only_abnormal_and_recovering_ticks_are_pending() -> None:
     assert [d for d in Decision if d.pending] == [Decision.ABNORMAL, Decision.RECOVERING]
+
+
+@pytest.mark.parametrize(("run", "start", "undone", "expected"), [
+    # A real failure (id 1) started the run; two held ones (2, 3) were counted in it.
+    (3, 1, [UndoneFailure(2, 1), UndoneFailure(3, 1)], (1, False)),
+    # The held failure started the run and a job's ERROR (4) followed: 4 is left, as the start.
+    (2, 2, [UndoneFailure(2, 2)], (1, True)),
+    # Only held failures in it: no run is left.
+    (2, 2, [UndoneFailure(2, 2), UndoneFailure(3, 2)], (0, False)),
+    # An OK ended the held failures' run; the current one (from 9) does not change.
+    (1, 9, [UndoneFailure(2, 2)], (1, False)),
+    # A TIMEOUT that was never counted (a newer run had finished) takes nothing off.
+    (1, 1, [UndoneFailure(5, None)], (1, False)),
+    # No run at all.
+    (0, None, [UndoneFailure(2, 2)], (0, False)),
+])
+def test_undone_failures_come_off_only_the_run_they_were_counted_in(
+        run: int, start: int | None, undone: list[UndoneFailure], expected: tuple[int, bool]) -> None:
+    assert recount_run(run, start, undone) == expected
+
