@@ -12,7 +12,7 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -307,6 +307,63 @@ def test_job_output_and_environment_names_with_markup_are_text_and_run_nothing(
     assert page.evaluate("window.__pwned") is None
     assert tab.dialogs == []
     assert page.get_attribute("a.download", "download") == f"checkin-{uuid.UUID(stack.produced.attachment_checkin)}.txt"
+
+
+
+def _decisions(database_url: str, rows: Sequence[tuple[int, str, float | None]]) -> None:
+    """Replace the volume guard's decisions (tick epoch, decision, pct deviation), as the clock writes them."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("DELETE FROM clock_volume_decisions")
+        for tick, decision, pct in rows:
+            conn.execute("INSERT INTO clock_volume_decisions (tick, metric, pct_deviation, decision)"
+                         " VALUES (to_timestamp(%s), %s, %s, %s)",
+                         (tick, "normal" if decision in ("normal", "recovering") else decision, pct, decision))
+
+
+def _banner_minute(epoch: int) -> str:
+    """The minute as the banner shows it: UTC, with the date when it is not today's."""
+    day, now_day = time.strftime("%Y-%m-%d", time.gmtime(epoch)), time.strftime("%Y-%m-%d", time.gmtime())
+    return time.strftime("%H:%M UTC", time.gmtime(epoch)) if day == now_day else time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(epoch))
+
+
+def test_a_system_incident_draws_the_banner_on_every_page_until_the_volume_is_normal(
+        tab: Tab, stack: DashboardStack) -> None:
+    tab.sign_in("acme", stack.token)
+    tab.wait_overview()
+    page = tab.page
+    banner = page.locator("#system-banner")
+    assert banner.is_hidden()  # no decision yet: a fresh install has no banner
+    t0 = (int(time.time()) // 60 - 20) * 60  # ticks are whole minutes
+    normal = [(t0 + 60 * i, "normal", 0.0) for i in range(4)]
+    incident = [(t0 + 240, "incident", -52.4), (t0 + 300, "incident", -61.0), (t0 + 360, "incident", -48.0)]
+
+    def shown() -> str:
+        page.reload()
+        page.wait_for_function("() => document.querySelector('#system-banner').dataset.decision")
+        return banner.inner_text() if banner.is_visible() else ""
+
+    try:
+        _decisions(stack.database_url, normal + incident)
+        # The incident's first tick (t0+4 min) decides on the minute before it: the drop is at t0+3 min.
+        assert shown() == (f"Check-in volume dropped 61 % at {_banner_minute(t0 + 180)} (system incident); "
+                           "missed check-ins are marked unknown and not alerted.")
+        assert page.get_attribute("#system-banner", "role") == "alert"
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "system-incident.png"))
+        page.click('tbody[data-monitor="etl"] a.mon-name')  # on a monitor's page too
+        page.wait_for_function("() => document.documentElement.dataset.monitorLoaded")
+        assert banner.is_visible() and "dropped 61 %" in banner.inner_text()
+        _decisions(stack.database_url, normal + incident + [(t0 + 420, "recovering", -3.0)])
+        assert shown() == (f"Check-in volume dropped 61 % at {_banner_minute(t0 + 180)} and is recovering; "
+                           "missed check-ins are held until it stays normal.")
+        _decisions(stack.database_url, [*normal, (t0 + 240, "abnormal", -15.2)])
+        assert shown() == (f"Check-in volume is 15 % below normal ({_banner_minute(t0 + 240)}); "
+                           "missed check-ins are held until it settles.")
+        _decisions(stack.database_url, normal + incident + [(t0 + 420 + 60 * i, "normal", 0.0) for i in range(5)])
+        assert shown() == ""
+    finally:
+        _decisions(stack.database_url, [])
+    assert tab.problems == [] and tab.dialogs == []
 
 
 SCHEDULES = [

@@ -80,6 +80,12 @@ export async function getJson(auth, path, params) {
   return { body: await response.json(), link: parseLink(response.headers.get("Link")) };
 }
 
+/** The installation's system incidents (any valid token): the volume guard's banner. */
+export async function getSystemIncidents(auth) {
+  const response = await request("/api/0/system-incidents/", auth.token);
+  return response.json();
+}
+
 /** GET raw bytes (an attachment): never interpreted, only decoded as text or saved. */
 export async function getBytes(auth, path) {
   const response = await request(organizationPath(auth.organization, path), auth.token);

@@ -1,11 +1,11 @@
-// The dashboard's entry point: sign-in, and a hash router between the overview and a monitor.
-// The system-incident banner (#system-banner) stays hidden: the volume-anomaly guard that
-// would report a system incident has not landed yet.
+// The dashboard's entry point: sign-in, a hash router between the overview and a monitor,
+// and the system-incident banner (#system-banner, system.js) on every page once signed in.
 
 import { ApiError, clearSession, getJson, saveSession, session } from "./api.js";
 import { el, replaceChildren, show } from "./dom.js";
 import { showMonitor } from "./monitor.js";
 import { startOverview, stopOverview } from "./overview.js";
+import { startSystemBanner, stopSystemBanner } from "./system.js";
 
 const $ = (selector) => document.querySelector(selector);
 
@@ -22,6 +22,7 @@ export function explain(error, organization) {
 
 function signedOut(message) {
   stopOverview();
+  stopSystemBanner($("#system-banner"));
   clearSession();
   show($("#signin"), true);
   show($("#overview"), false);
@@ -54,6 +55,7 @@ async function route() {
   show($("#sign-out"), true);
   show($("#page-error"), false);
   $("#org-name").textContent = auth.organization;
+  startSystemBanner(auth, $("#system-banner"));
   const match = /^#\/monitor\/([^/]+)$/.exec(location.hash);
   if (match) {
     stopOverview();
