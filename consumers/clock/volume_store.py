@@ -117,9 +117,9 @@ RETURNING checkin_id, monitor_environment_id, run_start_id
 # The held failures become UNKNOWN; the old status comes back for the rollups.
 UNKNOWN_HELD = f"""
 UPDATE checkins c SET status = {int(CheckInStatus.UNKNOWN)}
-  FROM (SELECT id, status FROM checkins WHERE id = ANY(%(ids)b::bigint[])
-           AND status IN ({int(CheckInStatus.MISSED)}, {int(CheckInStatus.TIMEOUT)})
-         ORDER BY id FOR UPDATE) o
+  FROM (SELECT h.id, h.status FROM unnest(%(ids)b::bigint[]) AS u (id) JOIN checkins h ON h.id = u.id
+         WHERE h.status IN ({int(CheckInStatus.MISSED)}, {int(CheckInStatus.TIMEOUT)})
+         ORDER BY h.id FOR UPDATE OF h) o
  WHERE c.id = o.id
 RETURNING c.id, c.monitor_environment_id, o.status, c.date_added, c.guid
 """
@@ -127,35 +127,40 @@ RETURNING c.id, c.monitor_environment_id, o.status, c.date_added, c.guid
 # Moving a count between columns is the clock's own signed rollup upsert (clock/store.py).
 MOVE_ROLLUPS = ADD_ROLLUPS
 
-# Incidents that only existed because of the held failures: opened in a back-dated tick
-# (their "opened" event is held there; for one opened by a job's result while the
-# environment had held failures, too) or started by a held failure. Open or resolved
-# since: none of their events has been sent, and none will be.
+# Incidents that only existed because of the held failures: started by a held failure, or
+# opened in a back-dated tick (their "opened" event is held there; for one opened by a
+# job's result while the environment had held failures, too). Open or resolved since:
+# none of their events has been sent, and none will be. Joins, not "= ANY(array)": a mass
+# back-dating names every silent monitor.
 UNDO_INCIDENTS = """
-DELETE FROM incidents i
- WHERE i.monitor_environment_id = ANY(%(env_ids)b::bigint[])
-   AND (i.starting_checkin_id = ANY(%(ids)b::bigint[])
-        OR i.guid IN (SELECT (o.payload ->> 'incident_id')::uuid FROM incident_outbox o
-                       WHERE o.held AND o.tick = ANY(%(ticks)b::timestamptz[]) AND o.payload ->> 'type' = 'opened'))
+WITH gone AS (
+    SELECT i.id FROM incidents i JOIN unnest(%(ids)b::bigint[]) AS u (id) ON i.starting_checkin_id = u.id
+    UNION
+    SELECT i.id FROM incident_outbox o JOIN incidents i ON i.guid = (o.payload ->> 'incident_id')::uuid
+     WHERE o.held AND o.tick = ANY(%(ticks)b::timestamptz[]) AND o.payload ->> 'type' = 'opened'
+)
+DELETE FROM incidents i USING gone WHERE i.id = gone.id
 RETURNING i.guid
 """
 
 # Events of the removed incidents and events caused by the held failures are dropped;
 # what is left in the ticks (events of jobs' own results that waited for the
 # environment's held failures) is released by RELEASE_OUTBOX afterwards.
-DROP_UNDONE_EVENTS = """
-DELETE FROM incident_outbox
- WHERE held AND tick = ANY(%(ticks)b::timestamptz[])
-   AND (payload ->> 'incident_id' = ANY(%(incidents)s::text[])
-        OR payload ->> 'failed_checkin_id' = ANY(%(checkins)s::text[]))
+DROP_EVENTS_OF_INCIDENTS = """
+DELETE FROM incident_outbox o USING unnest(%(guids)s::text[]) AS r (guid)
+ WHERE o.held AND o.tick = ANY(%(ticks)b::timestamptz[]) AND o.payload ->> 'incident_id' = r.guid
+"""
+DROP_EVENTS_OF_CHECKINS = """
+DELETE FROM incident_outbox o USING unnest(%(guids)s::text[]) AS r (guid)
+ WHERE o.held AND o.tick = ANY(%(ticks)b::timestamptz[]) AND o.payload ->> 'failed_checkin_id' = r.guid
 """
 
 LOAD_RUNS = """
 SELECT me.id, me.monitor_id, me.failure_run, me.failure_run_start_id, me.failure_run_start_at,
        greatest(coalesce((m.config ->> 'failure_issue_threshold')::integer, 1), 1),
        EXISTS (SELECT 1 FROM incidents i WHERE i.monitor_environment_id = me.id AND i.resolving_timestamp IS NULL)
-  FROM monitor_environments me JOIN monitors m ON m.id = me.monitor_id
- WHERE me.id = ANY(%(env_ids)b::bigint[])
+  FROM unnest(%(env_ids)b::bigint[]) AS u (id)
+  JOIN monitor_environments me ON me.id = u.id JOIN monitors m ON m.id = me.monitor_id
  ORDER BY me.id
 """
 
@@ -185,22 +190,18 @@ SELECT u.env_id, f.id, f.date_added
         ORDER BY c.date_added DESC, c.id DESC LIMIT 1) f
 """
 
-SAVE_RUNS = """
+# Runs and status (ERROR while an incident is open, OK otherwise, as
+# consumers.incidents.rules has it) in one pass, joined on the ids (not "= ANY(array)").
+SAVE_RUNS = f"""
 UPDATE monitor_environments me
-   SET failure_run = u.run, failure_run_start_id = u.start_id, failure_run_start_at = u.start_at
-  FROM unnest(%(env_ids)b::bigint[], %(runs)b::integer[], %(start_ids)b::bigint[], %(start_ats)b::timestamptz[])
-       AS u (id, run, start_id, start_at)
- WHERE me.id = u.id
-"""
-
-# ERROR while an incident is open, OK otherwise (as consumers.incidents.rules has it).
-SET_STATUSES = f"""
-UPDATE monitor_environments me
-   SET status = CASE WHEN EXISTS (SELECT 1 FROM incidents i WHERE i.monitor_environment_id = me.id
-                                     AND i.resolving_timestamp IS NULL) THEN {int(MonitorStatus.ERROR)}
+   SET failure_run = u.run, failure_run_start_id = u.start_id, failure_run_start_at = u.start_at,
+       status = CASE WHEN u.open THEN {int(MonitorStatus.ERROR)}
                      WHEN me.status = {int(MonitorStatus.ERROR)} THEN {int(MonitorStatus.OK)}
                      ELSE me.status END
- WHERE me.id = ANY(%(env_ids)b::bigint[])
+  FROM unnest(%(env_ids)b::bigint[], %(runs)b::integer[], %(start_ids)b::bigint[], %(start_ats)b::timestamptz[],
+              %(opens)b::boolean[])
+       AS u (id, run, start_id, start_at, open)
+ WHERE me.id = u.id
 """
 
 PRUNE = """
@@ -293,11 +294,11 @@ def undo_held(conn: Conn, ticks: Sequence[datetime]) -> None:
     ids = [u.checkin_id for failures in undone.values() for u in failures]
     changed = conn.execute(UNKNOWN_HELD, {"ids": ids}).fetchall() if ids else []
     move_rollups(conn, [(int(env), CheckInStatus(old), added) for _id, env, old, added, _guid in changed])
-    removed = [str(r[0]) for r in conn.execute(UNDO_INCIDENTS, {**params, "env_ids": env_ids, "ids": ids})]
-    conn.execute(DROP_UNDONE_EVENTS, {**params, "incidents": removed, "checkins": [str(r[4]) for r in changed]})
+    removed = [str(r[0]) for r in conn.execute(UNDO_INCIDENTS, {**params, "ids": ids})]
+    conn.execute(DROP_EVENTS_OF_INCIDENTS, {**params, "guids": removed})
+    conn.execute(DROP_EVENTS_OF_CHECKINS, {**params, "guids": [str(r[4]) for r in changed]})
     conn.execute(RELEASE_OUTBOX, params)
     recount_runs(conn, env_ids, undone)
-    conn.execute(SET_STATUSES, {"env_ids": env_ids})
 
 
 @dataclass(frozen=True)
@@ -315,7 +316,8 @@ class _Run:
 
 def recount_runs(conn: Conn, env_ids: Sequence[int], undone: Mapping[int, Sequence[UndoneFailure]]) -> None:
     """Take each environment's undone failures off the run they were counted in
-    (``volume.recount_run``), then open the incidents the remaining failures call for."""
+    (``volume.recount_run``), open the incidents the remaining failures call for, and
+    save runs and status."""
     runs = [_Run(*r) for r in conn.execute(LOAD_RUNS, {"env_ids": list(env_ids)})]
     recounted = {r.env_id: recount_run(r.failure_run, r.start_id, undone.get(r.env_id, ())) for r in runs}
     moved = [r for r in runs if recounted[r.env_id][1]]
@@ -327,10 +329,12 @@ def recount_runs(conn: Conn, env_ids: Sequence[int], undone: Mapping[int, Sequen
         start_id, start_at = starts.get(r.env_id, (None, None)) if new_start else (r.start_id, r.start_at)
         if length == 0 or start_id is None:
             length, start_id, start_at = 0, None, None
-        saved.append(_Run(r.env_id, r.monitor_id, length, start_id, start_at, r.threshold, r.open_incident))
+        saved.append(_Run(r.env_id, r.monitor_id, length, start_id, start_at, r.threshold,
+                          r.open_incident or length >= r.threshold))
+    reopen_incidents(conn, [s for s, r in zip(saved, runs, strict=True) if s.open_incident and not r.open_incident])
     conn.execute(SAVE_RUNS, {"env_ids": [r.env_id for r in saved], "runs": [r.failure_run for r in saved],
-                             "start_ids": [r.start_id for r in saved], "start_ats": [r.start_at for r in saved]})
-    reopen_incidents(conn, [r for r in saved if not r.open_incident and r.failure_run >= r.threshold])
+                             "start_ids": [r.start_id for r in saved], "start_ats": [r.start_at for r in saved],
+                             "opens": [r.open_incident for r in saved]})
 
 
 def reopen_incidents(conn: Conn, runs: Sequence[_Run]) -> None:
