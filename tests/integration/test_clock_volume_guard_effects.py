@@ -80,10 +80,17 @@ def test_an_in_progress_check_in_whose_timeout_falls_in_an_incident_becomes_unkn
     assert [e["monitor_environment_id"] for e in relayed_events(rig)] == [env_id]
 
 
-def test_timeouts_of_an_abnormal_tick_are_held_and_delivered_when_it_returns_to_normal(rig: PipelineRig) -> None:
-    seed_volume(rig, 14, DIP)
+def two_timeouts(rig: PipelineRig) -> tuple[int, int, int, int]:
+    """A job that times out at tick T+6 and fails its environment, and one at T+7 whose
+    newer run finished (it fails nothing): (env, check-in) of each."""
     env_id, failing = running_job(rig, "nightly", T + 6 * M)
     other_env, overlapped = running_job(rig, "overlapped", T + 7 * M, newer_ok=True)
+    return env_id, failing, other_env, overlapped
+
+
+def test_timeouts_of_an_abnormal_tick_are_held_and_delivered_when_it_returns_to_normal(rig: PipelineRig) -> None:
+    seed_volume(rig, 14, DIP)
+    env_id, failing, other_env, overlapped = two_timeouts(rig)
     states: dict[str, Any] = {}
 
     async def scenario() -> None:
@@ -109,8 +116,7 @@ def test_timeouts_of_an_abnormal_tick_are_held_and_delivered_when_it_returns_to_
 def test_timeouts_held_in_a_pending_tick_become_unknown_when_it_is_back_dated_and_nothing_is_sent(
         rig: PipelineRig, volume: dict[int, int]) -> None:
     seed_volume(rig, 12, volume)
-    env_id, failing = running_job(rig, "nightly", T + 6 * M)
-    other_env, overlapped = running_job(rig, "overlapped", T + 7 * M, newer_ok=True)
+    env_id, failing, other_env, overlapped = two_timeouts(rig)
     states: dict[str, Any] = {}
 
     async def scenario() -> None:

@@ -5,16 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from consumers.clock.volume import (
-    Decision,
-    Metric,
-    Transition,
-    UndoneFailure,
-    classify,
-    next_decision,
-    pct_deviation,
-    recount_run,
-)
+from consumers.clock import volume
+from consumers.clock.volume import Decision, Metric, Transition, classify, next_decision, pct_deviation
 
 N, A, I = Metric.NORMAL, Metric.ABNORMAL, Metric.INCIDENT  # noqa: E741
 
@@ -63,19 +55,19 @@ def test_only_abnormal_and_recovering_ticks_are_pending() -> None:
 
 @pytest.mark.parametrize(("run", "start", "undone", "expected"), [
     # A real failure (id 1) started the run; two held ones (2, 3) were counted in it.
-    (3, 1, [UndoneFailure(2, 1), UndoneFailure(3, 1)], (1, False)),
+    (3, 1, [volume.UndoneFailure(2, 1), volume.UndoneFailure(3, 1)], (1, False)),
     # The held failure started the run and a job's ERROR (4) followed: 4 is left, as the start.
-    (2, 2, [UndoneFailure(2, 2)], (1, True)),
+    (2, 2, [volume.UndoneFailure(2, 2)], (1, True)),
     # Only held failures in it: no run is left.
-    (2, 2, [UndoneFailure(2, 2), UndoneFailure(3, 2)], (0, False)),
+    (2, 2, [volume.UndoneFailure(2, 2), volume.UndoneFailure(3, 2)], (0, False)),
     # An OK ended the held failures' run; the current one (from 9) does not change.
-    (1, 9, [UndoneFailure(2, 2)], (1, False)),
+    (1, 9, [volume.UndoneFailure(2, 2)], (1, False)),
     # A TIMEOUT that was never counted (a newer run had finished) takes nothing off.
-    (1, 1, [UndoneFailure(5, None)], (1, False)),
+    (1, 1, [volume.UndoneFailure(5, None)], (1, False)),
     # No run at all.
-    (0, None, [UndoneFailure(2, 2)], (0, False)),
+    (0, None, [volume.UndoneFailure(2, 2)], (0, False)),
 ])
 def test_undone_failures_come_off_only_the_run_they_were_counted_in(
-        run: int, start: int | None, undone: list[UndoneFailure], expected: tuple[int, bool]) -> None:
-    assert recount_run(run, start, undone) == expected
+        run: int, start: int | None, undone: list[volume.UndoneFailure], expected: tuple[int, bool]) -> None:
+    assert volume.recount_run(run, start, undone) == expected
 
