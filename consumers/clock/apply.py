@@ -19,6 +19,7 @@ from typing import Any
 import psycopg
 
 from consumers import database, rollups
+from consumers.clock import metrics as clock_metrics
 from consumers.clock import store as clock_store
 from consumers.clock import volume_store
 from consumers.clock.decisions import Deadlines, DueMissed, Task, TaskWrites, Unschedulable, decide, plan_writes
@@ -93,6 +94,8 @@ def apply_task_batch(conn: psycopg.Connection[Any], messages: Sequence[TaskMessa
         database.save_offsets(conn, group, topic, _next_offsets(messages))
     for failure in unschedulable:
         log.warning("environment %d: %s", failure.env_id, failure.reason)
+        clock_metrics.error(clock_metrics.TASKS, failure.error_type)
+    _observe(fresh, tasks, writes)
     return TaskBatch(skipped=len(messages) - len(fresh), missed=len(writes.missed),
                      timeouts=len(writes.timeouts), incidents_opened=len(writes.opened),
                      unschedulable=tuple(unschedulable))
@@ -107,6 +110,16 @@ def _write(conn: psycopg.Connection[Any], writes: TaskWrites, deadlines: Deadlin
     outbox.write_events(conn, writes.events)
     volume_store.hold(conn, writes.held)
     clock_store.update_environments(conn, deadlines, writes.states)
+
+
+def _observe(fresh: Sequence[TaskMessage], tasks: Sequence[Task], writes: TaskWrites) -> None:
+    """Count what a committed batch did (consumers.clock.metrics)."""
+    clock_metrics.TASKS_APPLIED.inc(len(tasks))
+    clock_metrics.UNDECODABLE.labels("task").inc(len(fresh) - len(tasks))
+    unknown_missed = sum(m.status == CheckInStatus.UNKNOWN for m in writes.missed)
+    clock_metrics.CHECKINS_MARKED.labels("missed").inc(len(writes.missed) - unknown_missed)
+    clock_metrics.CHECKINS_MARKED.labels("unknown").inc(unknown_missed + len(writes.unknowns))
+    clock_metrics.CHECKINS_MARKED.labels("timeout").inc(len(writes.timeouts))
 
 
 def _next_offsets(messages: Sequence[TaskMessage]) -> dict[int, int]:

@@ -28,6 +28,7 @@ import psycopg
 
 from consumers import metrics, retry
 from consumers.batch_consumer import BatchConsumer, Record, stored_offsets_of
+from consumers.clock import metrics as clock_metrics
 from consumers.clock.apply import apply_task_batch, decode_task_message
 from consumers.clock.dispatch import Guard, KafkaTaskSink, TaskSendError, dispatch_tick
 from consumers.context import WorkerContext
@@ -67,11 +68,15 @@ class TaskApplier:
 
         # No clock-task work after the stop began: the batch is redelivered.
         done = retry.retry_blocking(f"batch of {len(messages)} clock tasks", apply, stop=[stop, ctx.stopping],
-                                    on_retry=lambda _exc: self.close(), logger=log)
+                                    on_retry=self._failed, logger=log)
         if done is not None and (done.missed or done.timeouts):
             log.info("clock tasks: %d tasks -> %d missed, %d timeouts, %d incidents opened in %.2fs",
                      len(messages), done.missed, done.timeouts, done.incidents_opened,
                      time.perf_counter() - started)
+
+    def _failed(self, exc: BaseException) -> None:
+        clock_metrics.error(clock_metrics.TASKS, exc)
+        self.close()  # the connection may be broken: a new one for the retry
 
     def _connection(self) -> psycopg.Connection[Any]:
         if self._conn is None or self._conn.closed:
@@ -117,8 +122,15 @@ def register(app: faust.App, ctx: WorkerContext) -> None:
         with ctx.pool.connection() as conn:
             result = dispatch_tick(conn, sink, tick, group=group, topic=ctx.topics.clock_tick,
                                    partition=partition, offset=offset, guard=guard)
-        if result is not None and guard is not None:
+        if result is None:
+            return  # a redelivery
+        clock_metrics.TICKS_DISPATCHED.inc()
+        clock_metrics.TASKS_DISPATCHED.labels("mark_missing").inc(result.missing)
+        clock_metrics.TASKS_DISPATCHED.labels("mark_timeout").inc(result.timeouts)
+        if guard is not None:
             metrics.observe_decision(result.decision)
+
+    dispatch_failed = functools.partial(clock_metrics.error, clock_metrics.DISPATCH)
 
     @app.agent(tick_topic, concurrency=1, name=f"{group}-clock-dispatch")
     async def clock_dispatch(stream: faust.StreamT[bytes]) -> None:
@@ -130,12 +142,14 @@ def register(app: faust.App, ctx: WorkerContext) -> None:
                     tick = datetime.fromtimestamp(decode_clock_tick(message.value).ts, UTC)
                 except MessageDecodeError as exc:
                     log.error("undecodable clock tick @%d skipped: %s", message.offset, exc)
+                    clock_metrics.UNDECODABLE.labels("tick").inc()
                     continue
                 work = functools.partial(asyncio.to_thread, dispatch, tick, message.partition, message.offset)
                 try:
                     await retry.retry_async(f"tick {tick:%Y-%m-%dT%H:%M}", work, transient=(TaskSendError,),
-                                            stopping=ctx.stopping, logger=log)
+                                            stopping=ctx.stopping, logger=log, on_retry=dispatch_failed)
                 except StoreError as exc:  # permanent: a bug or a bad schema
+                    dispatch_failed(exc)
                     await retry.stop_worker(app, ctx, "clock dispatch", exc, logger=log)
         finally:
             ctx.health.set_agent("clock_dispatch", "stopped")
@@ -148,8 +162,10 @@ def register(app: faust.App, ctx: WorkerContext) -> None:
         try:
             await retry.run_in_own_thread(functools.partial(_consume_tasks, ctx), name="clock-tasks")
         except StoreError as exc:
+            clock_metrics.error(clock_metrics.TASKS, exc)
             await retry.stop_worker(app, ctx, "clock tasks", exc, logger=log)
         except Exception as exc:  # a bug: never skip the batch
+            clock_metrics.error(clock_metrics.TASKS, exc)
             await retry.stop_worker(app, ctx, "clock tasks", exc, logger=log, traceback=True)
         finally:
             ctx.health.set_agent(name, "stopped")

@@ -42,6 +42,7 @@ import psycopg
 from psycopg_pool import ConnectionPool
 
 from consumers import retry
+from consumers.clock import metrics as clock_metrics
 from consumers.clock import store as clock_store
 from consumers.context import KafkaSender, WorkerContext
 from consumers.database import StoreError
@@ -141,6 +142,7 @@ def _claim_ticks(conn: psycopg.Connection[Any], name: str, topic: str, partition
     """Step 1 (one transaction): win due ticks by CAS and reclaim orphaned pending ones."""
     with conn.transaction():
         positions = clock_store.load_positions(conn, topic)
+        clock_metrics.observe_positions(positions, partitions)
         last_tick = clock_store.load_last_tick(conn, name)
         ticks = due_ticks(positions, partitions, last_tick)
         won = bool(ticks) and clock_store.compare_and_set_last_tick(conn, name, last_tick, ticks[-1])
@@ -164,6 +166,7 @@ def advance_clock(conn: psycopg.Connection[Any], sink: TickSink, *, topic: str, 
         if not ticks:
             break
         sink.send_ticks(ticks)
+        clock_metrics.observe_ticks(ticks)
         with conn.transaction():
             clock_store.delete_pending_ticks(conn, name, ticks)
         sent.extend(ticks)
@@ -206,7 +209,8 @@ class ClockTicker:
                 await asyncio.wait_for(self._wake.wait(), self._idle_s)
             self._wake.clear()
             ticks = await retry.retry_async("clock advance", functools.partial(asyncio.to_thread, self.advance),
-                                            transient=(TickSendError,), logger=log)
+                                            transient=(TickSendError,), logger=log,
+                                            on_retry=functools.partial(clock_metrics.error, clock_metrics.TICKS))
             if ticks:
                 log.info("clock ticked %s", ", ".join(t.strftime("%Y-%m-%dT%H:%M") for t in ticks[-3:]))
 
@@ -245,6 +249,7 @@ def register(app: faust.App, ctx: WorkerContext) -> None:
         try:
             await ticker.run()
         except StoreError as exc:  # permanent: retrying cannot help
+            clock_metrics.error(clock_metrics.TICKS, exc)
             await retry.stop_worker(app, ctx, "clock", exc, logger=log)
         finally:
             ctx.health.set_agent("clock_ticks", "stopped")
