@@ -124,7 +124,7 @@ UPDATE checkins c SET status = {int(CheckInStatus.UNKNOWN)}
 RETURNING c.id, c.monitor_environment_id, o.status, c.date_added, c.guid
 """
 
-# Moving a count between columns is the clock's own signed rollup upsert (clock/store.py).
+# Moving a count between columns is the signed rollup upsert the clock tasks use (consumers/rollups.py).
 MOVE_ROLLUPS = ADD_ROLLUPS
 
 # Incidents that only existed because of the held failures: started by a held failure, or

@@ -21,6 +21,8 @@ from typing import Any
 
 import psycopg
 
+from schemas.enums import CheckInStatus, MonitorStatus
+
 __all__ = ["OutboxEvent", "write_events"]
 
 Conn = psycopg.Connection[Any]
@@ -41,9 +43,12 @@ class OutboxEvent:
     held: bool = False
 
 
+#: The failures an event lists (``failing_checkins``).
+_FAILURES = ", ".join(str(int(s)) for s in (CheckInStatus.ERROR, CheckInStatus.MISSED, CheckInStatus.TIMEOUT))
+
 # The incident an event belongs to is the environment's newest one that started at or
 # before the causing check-in (a batch may resolve an incident and open the next one).
-WRITE_EVENTS = """
+WRITE_EVENTS = f"""
 WITH e AS (
     SELECT * FROM unnest(%(env_ids)b::bigint[], %(types)b::text[], %(checkin_ids)b::bigint[],
                          %(ts)b::timestamptz[], %(ticks)b::timestamptz[], %(ords)b::integer[],
@@ -85,18 +90,19 @@ SELECT ev.event_id, e.env_id, e.tick, e.held, jsonb_build_object(
        SELECT md5(i.guid::text || ':' || e.type || ':' || c.guid::text)::uuid AS event_id) ev
   LEFT JOIN LATERAL (
        SELECT jsonb_agg(jsonb_build_object(
-                  'id', r.guid, 'status', CASE r.status WHEN 2 THEN 'error' WHEN 4 THEN 'missed' ELSE 'timeout' END,
+                  'id', r.guid, 'status', CASE r.status WHEN {int(CheckInStatus.ERROR)} THEN 'error'
+                                                 WHEN {int(CheckInStatus.MISSED)} THEN 'missed' ELSE 'timeout' END,
                   'date_added', r.date_added, 'expected_time', r.expected_time) ORDER BY r.date_added, r.id) AS list
          FROM (SELECT x.* FROM checkins x
                 WHERE e.type <> 'resolved' AND x.monitor_environment_id = e.env_id
-                  AND x.status IN (2, 4, 5)
+                  AND x.status IN ({_FAILURES})
                   AND x.date_added BETWEEN (CASE WHEN e.type = 'opened' THEN i.starting_timestamp ELSE e.ts END) AND e.ts
                 ORDER BY x.date_added DESC, x.id DESC LIMIT 100) r) f ON true
   LEFT JOIN LATERAL (
        SELECT jsonb_build_object('id', k.guid, 'date_added', k.date_added) AS obj FROM checkins k
-        WHERE k.monitor_environment_id = e.env_id AND k.status = 1 AND k.date_added <= e.ts
+        WHERE k.monitor_environment_id = e.env_id AND k.status = {int(CheckInStatus.OK)} AND k.date_added <= e.ts
         ORDER BY k.date_added DESC, k.id DESC LIMIT 1) ok ON true
- WHERE m.status <> 1
+ WHERE m.status <> {int(MonitorStatus.DISABLED)}
  ORDER BY e.ord
 ON CONFLICT (event_id) DO NOTHING
 """
