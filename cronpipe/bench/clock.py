@@ -29,6 +29,7 @@ from typing import Any
 import psycopg
 
 from schemas.argtypes import positive_float, positive_int
+from schemas.minutes import floor_minute
 from schemas.settings import Settings
 
 UTC = timezone.utc
@@ -449,7 +450,7 @@ async def _drive_load(settings: Settings, topics: Any, url: str, args: argparse.
     silent = _silent_slugs(args.load_monitors, args.silent)
     producer = LoadProducer(settings.kafka_bootstrap, topics)
     clock = LoadClock()
-    t0 = floor_to_minute(datetime.now(UTC)) + timedelta(minutes=2)
+    t0 = floor_minute(datetime.now(UTC)) + timedelta(minutes=2)
     with psycopg.connect(url, autocommit=True) as conn:
         # The worker is up when it has committed a pulse on every ingest partition.
         producer.pulse_all(t0 - timedelta(seconds=30))
@@ -501,10 +502,6 @@ async def _drive_load(settings: Settings, topics: Any, url: str, args: argparse.
             "missed_expected": expected_rows, "false_missed": int(false_missed),
             "first_minute": t0.isoformat(), "last_load_minute": last_minute.isoformat(),
             **_lateness(poller, clock, end)}
-
-
-def floor_to_minute(ts: datetime) -> datetime:
-    return ts.replace(second=0, microsecond=0)
 
 
 def _drop_prefixed(settings: Settings, url: str, prefix: str) -> None:
