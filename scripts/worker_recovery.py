@@ -16,7 +16,6 @@ import argparse
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,18 +29,13 @@ from confluent_kafka import Producer
 
 from cronpipe.admin import create_org, create_project
 from cronpipe.local import postgres
+from cronpipe.probes import free_port
 from schemas.messages import encode_check_in
 from schemas.migrate import apply_migrations
 from schemas.settings import Settings
 from schemas.topics import Topics, ensure_topics
 
 CONFIG = {"schedule": {"type": "crontab", "value": "0 * * * *"}}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def send(producer: Producer, topic: str, n: int) -> None:

@@ -28,6 +28,7 @@ from typing import Any
 
 import psycopg
 
+from cronpipe.probes import high_watermarks
 from schemas.argtypes import positive_float, positive_int
 from schemas.minutes import floor_minute
 from schemas.settings import Settings
@@ -130,17 +131,6 @@ def _stored(url: str, group: str, topic: str) -> dict[int, int]:
         return {int(p): int(o) for p, o in rows}
 
 
-def _high_watermarks(bootstrap: str, topic: str) -> dict[int, int]:
-    from confluent_kafka import Consumer, TopicPartition
-
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-{uuid.uuid4().hex}"})
-    try:
-        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions}
-    finally:
-        consumer.close()
-
-
 async def _until_stored(url: str, group: str, topic: str, wanted: dict[int, int], timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while any(_stored(url, group, topic).get(p, 0) < o for p, o in wanted.items() if o > 0):
@@ -178,7 +168,7 @@ async def _measure(settings: Settings, topics: Any, url: str) -> dict[str, float
             await _until_stored(url, group, topics.clock_tick, {0: 2}, 300)
             dispatched = time.perf_counter() - started
             await _until_stored(url, group, topics.clock_tasks,
-                                _high_watermarks(settings.kafka_bootstrap, topics.clock_tasks), 300)
+                                high_watermarks(settings.kafka_bootstrap, topics.clock_tasks), 300)
             total = time.perf_counter() - started
     finally:
         close_context(ctx)

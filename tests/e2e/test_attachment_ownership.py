@@ -15,6 +15,7 @@ import httpx
 import psycopg
 import pytest
 
+from cronpipe.probes import high_watermarks
 from schemas.enums import ProcessingErrorType
 from tests.e2e.gateway_processes import Service, cronpipe, cronpipe_env, free_port
 
@@ -87,15 +88,8 @@ class Stack:
         wait_for(caught_up, "the worker to process every published message")
 
     def published(self) -> int:
-        from confluent_kafka import Consumer, TopicPartition
-
         topic = f"{self.env['CRONPIPE_TOPIC_PREFIX']}ingest-monitors"
-        consumer = Consumer({"bootstrap.servers": self.env["CRONPIPE_KAFKA_BOOTSTRAP"], "group.id": "probe"})
-        try:
-            partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-            return sum(consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions)
-        finally:
-            consumer.close()
+        return sum(high_watermarks(self.env["CRONPIPE_KAFKA_BOOTSTRAP"], topic).values())
 
     def errors(self, tenant: Tenant) -> list[tuple[int, str]]:
         with psycopg.connect(self.database_url) as conn:
