@@ -5,9 +5,8 @@ id in an upload must never replace, hide or read A's job output."""
 
 from __future__ import annotations
 
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import pytest
 from cronpipe.probes import high_watermarks
 from schemas.enums import ProcessingErrorType
 from tests.e2e.gateway_processes import Service, cronpipe, cronpipe_env, free_port
+from tests.e2e.worker_processes import wait_for
 
 CONFIG = {"schedule": {"type": "crontab", "value": "0 * * * *"}}
 
@@ -98,14 +98,6 @@ class Stack:
 
     def stop(self) -> list[int]:
         return [service.terminate() for service in self.services]
-
-
-def wait_for(condition: Callable[[], object], what: str, timeout_s: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.3)
 
 
 @pytest.fixture
