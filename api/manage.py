@@ -27,6 +27,7 @@ from api.resolve import as_number
 from schemas.api import MonitorWrite
 from schemas.enums import MonitorStatus
 from schemas.messages import slugify_monitor_slug
+from schemas.minutes import floor_minute
 from schemas.monitor_config import ConfigError, MonitorConfig, config_from_json, config_to_json, parse_monitor_config
 from schemas.schedule import ScheduleError, next_expected
 
@@ -40,10 +41,6 @@ DELETED_PREFIX = "~deleted~"
 class Deadlines:
     next_checkin: datetime | None
     next_checkin_latest: datetime | None
-
-
-def floor_minute(ts: datetime) -> datetime:
-    return ts.replace(second=0, microsecond=0)
 
 
 def next_deadlines(config: MonitorConfig, last_checkin: datetime | None, now: datetime,

@@ -18,6 +18,8 @@ from uvicorn.supervisors import Multiprocess
 from schemas.http_limits import HttpLimits, LimitedConfig, LimitedHttpToolsProtocol
 from schemas.settings import Settings, load
 
+#: Not a setting (schemas.settings declares it internal): uvicorn's worker processes import the
+#: app from a string, so the URL `serve` was given reaches them through the environment.
 _URL_VARIABLE = "CRONPIPE_API_DATABASE_URL"
 
 

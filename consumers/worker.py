@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -20,7 +19,7 @@ import faust
 
 from consumers import health, logfilter
 from consumers.app import UnknownAgent, create_app, resolve_agents
-from consumers.checkins.processing import DEFAULT_RATE_LIMIT, ProcessorConfig
+from consumers.checkins.processing import ProcessorConfig
 from consumers.context import WorkerContext, build_context, close_context
 from consumers.shutdown import ShutdownGuard
 from schemas.settings import Settings
@@ -40,7 +39,7 @@ def run_worker(settings: Settings, agents: list[str], loglevel: str) -> int:
     ensure_topics(settings.kafka_bootstrap, topics.specs())
     app_id = f"{settings.topic_prefix}cronpipe"
     ctx = build_context(settings, topics, consumer_group=app_id, processor=processor_config(settings))
-    ctx.batch_process = os.environ.get("CRONPIPE_BATCH_PROCESS", "1") != "0"
+    ctx.batch_process = settings.batch_process
     logfilter.install()
     guard = ShutdownGuard(settings.shutdown_timeout_s, ctx.stopping)
     ctx.on_stop.append(guard.begin)
@@ -82,17 +81,14 @@ class _Worker(faust.Worker):
         super()._on_sigint()
 
 
-def processor_config(settings: Settings | None = None) -> ProcessorConfig:
-    """``CRONPIPE_CHECKIN_RATE_LIMIT``: check-ins per monitor environment and message minute
-    (default 6, Sentry's; 0 turns the limit off, e.g. for load tests with few monitors);
-    ``CRONPIPE_MAX_ENVIRONMENTS_PER_MONITOR`` (default 1000, Sentry's)."""
-    raw = os.environ.get("CRONPIPE_CHECKIN_RATE_LIMIT", str(DEFAULT_RATE_LIMIT))
-    max_environments = (settings or Settings()).max_environments_per_monitor
-    try:
-        return ProcessorConfig(rate_limit=int(raw), max_environments=max_environments,
-                               retention_days_default=(settings or Settings()).retention_days_default)
-    except ValueError:
-        raise SystemExit(f"CRONPIPE_CHECKIN_RATE_LIMIT must be an integer, not {raw!r}") from None
+def processor_config(settings: Settings) -> ProcessorConfig:
+    """The check-in processor's limits: ``CRONPIPE_CHECKIN_RATE_LIMIT`` (check-ins per monitor
+    environment and message minute, default 6, Sentry's; 0 turns the limit off, e.g. for load
+    tests with few monitors), ``CRONPIPE_MAX_ENVIRONMENTS_PER_MONITOR`` (default 1000,
+    Sentry's) and ``CRONPIPE_RETENTION_DAYS_DEFAULT``."""
+    return ProcessorConfig(rate_limit=settings.checkin_rate_limit,
+                           max_environments=settings.max_environments_per_monitor,
+                           retention_days_default=settings.retention_days_default)
 
 
 @contextlib.asynccontextmanager

@@ -14,56 +14,18 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from schemas.argtypes import positive_int
-from schemas.settings import Settings
+from schemas.settings import SettingError, Settings, describe
 
 log = logging.getLogger("cronpipe")
 
-ENV_HELP = """\
-settings (environment):
-  CRONPIPE_KAFKA_BOOTSTRAP   Kafka bootstrap servers (default 127.0.0.1:9092; the local broker when unset)
-  CRONPIPE_DATABASE_URL      PostgreSQL URL (default: the private local cluster on CRONPIPE_PG_PORT)
-  CRONPIPE_PG_PORT           port of the private local cluster (default 55432)
-  CRONPIPE_GATEWAY_PORT      HTTP ingest gateway port (default 8000)
-  CRONPIPE_API_PORT          read API port (default 8001)
-  CRONPIPE_API_PUBLIC_URL    base of the API's Link header URLs (default http://BIND:API_PORT)
-  CRONPIPE_BIND              address the HTTP servers bind (default 127.0.0.1)
-  CRONPIPE_STATE_DIR         local state: Kafka jars/data, PostgreSQL cluster, pids (default ./.cronpipe)
-  CRONPIPE_TOPIC_PREFIX      prefix for every topic name (default none)
-worker:
-  CRONPIPE_CHECKIN_RATE_LIMIT  check-ins per monitor environment and message minute (default 6; 0 = off)
-  CRONPIPE_BATCH_PROCESS       1: write check-in batches in a child process so faust and the
-                               writes use two cores; 0: in the worker process (default 1)
-notifier:
-  CRONPIPE_NOTIFY_ALLOW_PRIVATE  1: allow loopback/link-local/private destinations (default 0; `up` sets 1)
-  CRONPIPE_NOTIFY_TIMEOUT        seconds per delivery attempt (default 10)
-  CRONPIPE_NOTIFY_RETRY_BASE     first retry delay in seconds, doubling per attempt, with jitter (default 10)
-  CRONPIPE_NOTIFY_RETRY_MAX      longest retry delay in seconds (default 3600)
-  CRONPIPE_NOTIFY_RETRY_FOR      seconds a delivery is retried before it expires (default 86400)
-  CRONPIPE_NOTIFY_FAILING_AFTER  consecutive permanent failures that mark a channel failing (default 5)
-  CRONPIPE_NOTIFY_CONCURRENCY    requests in flight per channel (default 16)
-  CRONPIPE_NOTIFY_LINK_BASE      base URL of links in Slack/PagerDuty messages (default the read API)
-retention (worker and `cronpipe maintain`):
-  CRONPIPE_RETENTION_DAYS_DEFAULT        days a check-in is kept when its producer sent
-                                         retention_days 0, and for MISSED check-ins (default 90)
-  CRONPIPE_ROLLUP_HOURLY_RETENTION_DAYS  days hourly rollups are kept (default 90)
-  CRONPIPE_ROLLUP_DAILY_RETENTION_DAYS   days daily rollups are kept (default 400)
-  CRONPIPE_PARTITIONS_AHEAD_DAYS         day partitions of checkins created ahead (default 7)
-  CRONPIPE_MAINTENANCE_INTERVAL          seconds between the worker's maintenance passes;
-                                         0 = off (default 3600)
-  CRONPIPE_MAINTENANCE_BATCH_SIZE        rows per statement of the batched deletes (default 10000)
-gateway:
-  CRONPIPE_GATEWAY_KEY_CACHE_TTL     seconds a project key lookup is cached; a revoked key
-                                     stops working within this time (default 10)
-  CRONPIPE_GATEWAY_RATE_LIMIT        per-key limit for keys without their own: COUNT or
-                                     COUNT/SECONDS, per worker process (default: none)
-  CRONPIPE_GATEWAY_DELIVERY_TIMEOUT  seconds to wait for Kafka's acknowledgement before a 503 (default 10)
-gateway and api (per server process):
-  CRONPIPE_HTTP_MAX_HEADER_BYTES  request line + headers; more is a 431 (default 65536)
-  CRONPIPE_HTTP_HEADER_TIMEOUT    seconds to the end of a request's headers (default 10)
-  CRONPIPE_HTTP_BODY_TIMEOUT      seconds to the end of its body / for a stalled response (default 15)
-  CRONPIPE_HTTP_IDLE_TIMEOUT      seconds a keep-alive connection may stay idle (default 30)
-  CRONPIPE_HTTP_MAX_CONNECTIONS   open connections; one more is a 503 (default 1024)
-"""
+#: Commands whose help lists every variable: they start (or measure) the other processes.
+_STARTS_EVERYTHING = frozenset({"up", "bench"})
+
+
+def environment_help(command: str | None) -> str:
+    """The settings a command's help lists: every variable for the top level (None) and the
+    commands that start the others; otherwise those the command reads (schemas.settings)."""
+    return describe(None if command is None or command in _STARTS_EVERYTHING else (command,))
 
 
 def slug_argument(text: str) -> str:
@@ -262,12 +224,12 @@ def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     fmt = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(prog="cronpipe", description="Cron-job check-in pipeline (Kafka + PostgreSQL).",
-                                     epilog=ENV_HELP, formatter_class=fmt)
+                                     epilog=environment_help(None), formatter_class=fmt)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     def add(name: str, fn: Callable[[Settings, argparse.Namespace], int], help_: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help_, description=help_, epilog=ENV_HELP, formatter_class=fmt)
+        p = sub.add_parser(name, help=help_, description=help_, formatter_class=fmt)
         p.set_defaults(func=fn)
         return p
 
@@ -352,7 +314,23 @@ def build_parser() -> argparse.ArgumentParser:
     _add_loadgen_arguments(p)
     p = add("bench", cmd_bench, "run a benchmark against the local stack and print its figures")
     _add_bench_arguments(p)
+    for name, command in _subcommands(parser):
+        _list_environment(command, name)
     return parser
+
+
+def _subcommands(parser: argparse.ArgumentParser) -> list[tuple[str, argparse.ArgumentParser]]:
+    """The parser's direct subcommands by name (argparse keeps them in its subparsers action)."""
+    return [(name, p) for action in parser._actions if isinstance(action, argparse._SubParsersAction)
+            for name, p in action.choices.items()]
+
+
+def _list_environment(parser: argparse.ArgumentParser, command: str) -> None:
+    """Give ``parser`` and every parser below it the environment list of ``command``."""
+    parser.epilog = environment_help(command)
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    for _, below in _subcommands(parser):
+        _list_environment(below, command)
 
 
 def _add_loadgen_arguments(p: argparse.ArgumentParser) -> None:
@@ -383,7 +361,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         return int(args.func(Settings(), args) or 0)
-    except (AdminError, ServiceError, TopicError, ChannelError, DestinationRefused) as exc:
+    except (AdminError, ServiceError, TopicError, ChannelError, DestinationRefused, SettingError) as exc:
         print(f"cronpipe: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

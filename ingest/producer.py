@@ -27,9 +27,9 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
-import orjson
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
+from schemas.json_object import NotAnObject, load_object
 from schemas.messages import encode_attachment, encode_check_in, slugify_monitor_slug
 
 __all__ = [
@@ -94,12 +94,9 @@ def _payload_slug(payload: Mapping[str, Any] | bytes) -> str:
 
 def _loads_object(raw: bytes) -> Mapping[str, Any]:
     try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidCheckIn(f"payload: not JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise InvalidCheckIn("payload: not a JSON object")
-    return data
+        return load_object(raw, "payload")
+    except NotAnObject as exc:
+        raise InvalidCheckIn(exc.reason) from None
 
 
 class CheckInProducer:

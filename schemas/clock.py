@@ -13,6 +13,7 @@ from typing import Annotated, Any, Final, Literal
 import orjson
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
+from schemas.json_object import NotAnObject, load_object
 from schemas.messages import MessageDecodeError, describe_validation_error, validate_tagged
 
 __all__ = [
@@ -91,12 +92,9 @@ _TASK_MODELS: Final[dict[str, type[MarkMissing | MarkTimeout]]] = {
 def _load_object(raw: bytes) -> dict[str, Any]:
     """JSON-decode ``raw`` into an object; raises MessageDecodeError."""
     try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise MessageDecodeError(f"not JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise MessageDecodeError("not an object")
-    return data
+        return load_object(raw, not_object="not an object")
+    except NotAnObject as exc:
+        raise MessageDecodeError(exc.reason) from None
 
 
 def encode_clock_tick(ts: int) -> bytes:

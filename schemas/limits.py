@@ -36,7 +36,6 @@ __all__ = [
     "check_document",
     "check_text",
     "excerpt",
-    "json_error_reason",
     "storable_text",
 ]
 
@@ -155,13 +154,6 @@ def excerpt(value: object) -> str:
     if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 128:
         return "a very large integer"
     return f"{value!r:.40}"
-
-
-def json_error_reason(exc: ValueError, where: str) -> str:
-    """The reason for a document orjson refused; its own depth limit (1,024) reads like ours."""
-    if str(exc).startswith("depth limit exceeded"):
-        return f"{where}: nested deeper than {MAX_JSON_DEPTH} levels"
-    return f"{where}: not JSON: {exc}"
 
 
 def storable_text(value: str) -> str:

@@ -40,6 +40,7 @@ from pydantic import (
 from pydantic_core import ErrorDetails, PydanticCustomError
 
 from schemas.enums import CheckInStatus, ProcessingErrorType
+from schemas.json_object import NotAnObject, load_object
 from schemas.limits import (
     MAX_ERROR_PAYLOAD_BYTES,
     MAX_RELEASE_LENGTH,
@@ -47,7 +48,6 @@ from schemas.limits import (
     check_config_text,
     check_document,
     excerpt,
-    json_error_reason,
     storable_text,
 )
 
@@ -596,11 +596,9 @@ def parse_check_in_payload(raw: bytes) -> CheckInPayload:
     monitor_config string lengths) are checked first and alone.
     """
     try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise PayloadError(ProcessingErrorType.CHECKIN_VALIDATION_FAILED, json_error_reason(exc, "payload")) from None
-    if not isinstance(data, dict):
-        raise PayloadError(ProcessingErrorType.CHECKIN_VALIDATION_FAILED, "payload: not a JSON object")
+        data = load_object(raw, "payload")
+    except NotAnObject as exc:
+        raise PayloadError(ProcessingErrorType.CHECKIN_VALIDATION_FAILED, exc.reason) from None
     check_payload_limits(data, raw)
     try:
         return CheckInPayload.model_validate(data)

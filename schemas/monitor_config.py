@@ -57,18 +57,17 @@ MAX_MAX_RUNTIME: Final = 40_320
 MAX_THRESHOLD: Final = 720
 DEFAULT_TIMEZONE: Final = "UTC"
 
-#: Every key of the stored form; what ``present_keys`` holds for a complete config.
-CONFIG_KEYS: Final = frozenset(
-    {
-        "schedule_type",
-        "schedule",
-        "checkin_margin",
-        "max_runtime",
-        "timezone",
-        "failure_issue_threshold",
-        "recovery_threshold",
-    }
+#: The fields that make up a config's value (equality, hashing, merging an update).
+_VALUE_FIELDS: Final = (
+    "schedule",
+    "checkin_margin",
+    "max_runtime",
+    "timezone",
+    "failure_issue_threshold",
+    "recovery_threshold",
 )
+#: Every key of the stored form; what ``present_keys`` holds for a complete config.
+CONFIG_KEYS: Final = frozenset({"schedule_type", *_VALUE_FIELDS})
 #: Interval units, as in Sentry's validators (and DESIGN.md).
 INTERVAL_UNITS: Final = ("minute", "hour", "day", "week", "month", "year")
 # Sentry always replaces both schedule keys on an upsert, whatever else was sent.
@@ -147,16 +146,6 @@ class MonitorConfig(BaseModel):
 
     def __hash__(self) -> int:
         return hash(self._values())
-
-
-_VALUE_FIELDS: Final = (
-    "schedule",
-    "checkin_margin",
-    "max_runtime",
-    "timezone",
-    "failure_issue_threshold",
-    "recovery_threshold",
-)
 
 
 # --------------------------------------------------------------------------- parsing

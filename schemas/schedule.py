@@ -26,6 +26,7 @@ from typing import Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from schemas.limits import MAX_CRONTAB_LENGTH
+from schemas.minutes import floor_minute
 
 __all__ = [
     "CrontabSchedule",
@@ -152,7 +153,7 @@ _FIXED_UNITS: Mapping[str, timedelta] = {
 
 
 def _next_interval(schedule: IntervalSchedule, after: datetime) -> datetime:
-    start = after.replace(second=0, microsecond=0)
+    start = floor_minute(after)
     try:
         if schedule.unit in _FIXED_UNITS:
             return start + schedule.value * _FIXED_UNITS[schedule.unit]

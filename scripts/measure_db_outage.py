@@ -18,7 +18,6 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,31 +32,15 @@ import psycopg
 
 from cronpipe.admin import create_org, create_token
 from cronpipe.local import postgres
+from cronpipe.probes import free_port, wait_for_http
 from schemas.migrate import apply_migrations
 
 CRONPIPE = [sys.executable, "-m", "cronpipe.cli"]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def run_json(env: dict[str, str], *args: str) -> dict[str, Any]:
     done = subprocess.run([*CRONPIPE, *args], env=env, capture_output=True, text=True, check=True, timeout=60)
     return json.loads(done.stdout)  # type: ignore[no-any-return]
-
-
-def wait_http(url: str, timeout_s: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            httpx.get(url, timeout=1)
-            return
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    raise SystemExit(f"{url} did not answer")
 
 
 def load(url: str, clients: int, seconds: float) -> dict[str, Any]:
@@ -126,8 +109,8 @@ def main() -> int:
             with open(home / f"{name}.log", "wb") as log:
                 procs.append(subprocess.Popen([*CRONPIPE, name], env=env, stdout=log, stderr=subprocess.STDOUT))
         gw, api = f"http://127.0.0.1:{gw_port}", f"http://127.0.0.1:{api_port}"
-        wait_http(f"{gw}/healthz")
-        wait_http(f"{api}/healthz")
+        wait_for_http(f"{gw}/healthz")
+        wait_for_http(f"{api}/healthz")
         known_url = f"{gw}/api/{known['id']}/cron/job/{known['public_key']}/"
         fresh_url = f"{gw}/api/{fresh['id']}/cron/job/{fresh['public_key']}/"
         auth = {"Authorization": f"Bearer {token}"}

@@ -7,7 +7,7 @@ from the cluster accepting connections again to the worker's /readyz answering 2
 to every check-in being stored. Extra worker settings: KEY=VALUE arguments, e.g.
 CRONPIPE_POOL_RECONNECT_MAX=300 for psycopg_pool's own (uncapped) back-off.
 
-    .venv/bin/python scripts/worker_recovery.py --outage 60 [CRONPIPE_X=Y ...]
+    .venv/bin/python scripts/worker_recovery.py --outage 60 [CRONPIPE_<NAME>=VALUE ...]
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import argparse
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,17 +29,13 @@ from confluent_kafka import Producer
 
 from cronpipe.admin import create_org, create_project
 from cronpipe.local import postgres
+from cronpipe.probes import free_port
 from schemas.messages import encode_check_in
 from schemas.migrate import apply_migrations
+from schemas.settings import Settings
 from schemas.topics import Topics, ensure_topics
 
 CONFIG = {"schedule": {"type": "crontab", "value": "0 * * * *"}}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def send(producer: Producer, topic: str, n: int) -> None:
@@ -82,7 +77,7 @@ def main() -> int:
     parser.add_argument("--outage", type=float, default=60.0, help="seconds PostgreSQL stays down")
     parser.add_argument("settings", nargs="*", help="KEY=VALUE environment for the worker")
     args = parser.parse_args()
-    bootstrap = os.environ.get("CRONPIPE_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
+    bootstrap = Settings().kafka_bootstrap
     with tempfile.TemporaryDirectory(prefix="cronpipe-recovery-") as home:
         layout = postgres.layout_for(Path(home), free_port())
         url = postgres.start(layout)
@@ -103,7 +98,7 @@ def measure(args: argparse.Namespace, bootstrap: str, layout: postgres.PostgresL
     env = {**os.environ, "CRONPIPE_KAFKA_BOOTSTRAP": bootstrap, "CRONPIPE_DATABASE_URL": url,
            "CRONPIPE_TOPIC_PREFIX": topics.prefix, "CRONPIPE_CHECKIN_RATE_LIMIT": "0",
            "CRONPIPE_WORKER_HEALTH_PORT": str(health_port), **dict(s.split("=", 1) for s in args.settings)}
-    log = open(home / "worker.log", "wb")  # noqa: SIM115 (the worker writes it until it stops)
+    log = open(home / "worker.log", "wb")
     worker = subprocess.Popen([sys.executable, "-m", "cronpipe.cli", "worker", "--agents", "checkins"], env=env,
                               stdout=log, stderr=subprocess.STDOUT)
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})

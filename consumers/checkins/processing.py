@@ -42,6 +42,7 @@ from schemas.messages import (
     PayloadError,
     error_excerpt,
 )
+from schemas.minutes import floor_minute
 from schemas.monitor_config import (
     ConfigError,
     MonitorConfig,
@@ -447,7 +448,7 @@ def apply_check_in(item: CheckInItem, payload: CheckInPayload, project: Project,
             return
         checkin = existing
     result.accepted += 1
-    minute = item.ts.replace(second=0, microsecond=0)
+    minute = floor_minute(item.ts)
     result.volume[minute] = result.volume.get(minute, 0) + 1
     advance_environment(env, start)
     if payload.status in _FINAL_STATUSES and checkin.status == payload.status:
@@ -651,7 +652,3 @@ def _add(row: list[int], contribution: tuple[int | None, int, int], sign: int) -
         row[index] += sign
     row[5] += sign * duration
     row[6] += sign * counted
-
-
-def floor_minute(ts: datetime) -> datetime:
-    return ts.replace(second=0, microsecond=0)

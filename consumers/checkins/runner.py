@@ -45,7 +45,6 @@ from consumers.checkins.processing import (
     Item,
     ProcessorConfig,
     RejectedItem,
-    floor_minute,
     process_batch,
 )
 from consumers.checkins.store import BatchKeys
@@ -60,6 +59,7 @@ from schemas.messages import (
     decode_ingest_message,
     parse_check_in_payload,
 )
+from schemas.minutes import floor_minute
 from schemas.settings import Settings
 from schemas.topics import Topics
 

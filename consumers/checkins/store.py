@@ -449,7 +449,7 @@ def update_checkins(conn: Conn, checkins: Sequence[CheckInState]) -> None:
 
 def write_incidents(conn: Conn, result: BatchResult) -> None:
     """Open and resolve incidents with consumers.incidents.store; the runs and the status
-    (what ``incident_store.save_states`` writes) went out with the environment rows."""
+    went out with the environment rows."""
     incident_store.open_incidents(conn, [(o.monitor_id, o.env_id, o.checkin_id, o.ts)
                                          for o in result.incidents_opened])
     incident_store.resolve_incidents(conn, [(r.env_id, r.checkin_id, r.ts) for r in result.incidents_resolved])

@@ -337,8 +337,8 @@ def insert_missed(conn: Conn, missed: Sequence[MissedCheckIn], retention_days: i
 
 def update_environments(conn: Conn, deadlines: Mapping[int, tuple[datetime | None, datetime | None]],
                         states: Mapping[int, tuple[IncidentState, MonitorStatus]]) -> None:
-    """Write new deadlines and incident states (as ``incident_store.save_states`` would)
-    in one statement, environments in id order."""
+    """Write new deadlines and incident states (runs and status) in one statement,
+    environments in id order."""
     ids = sorted(set(deadlines) | set(states))
     if not ids:
         return

@@ -48,6 +48,7 @@ from consumers.context import KafkaSender, WorkerContext
 from consumers.database import StoreError
 from schemas.clock import encode_clock_tick
 from schemas.messages import encode_clock_pulse
+from schemas.minutes import floor_minute
 
 __all__ = [
     "ClockTicker",
@@ -56,7 +57,6 @@ __all__ = [
     "TickSink",
     "advance_clock",
     "due_ticks",
-    "floor_minute",
     "topic_partitions",
 ]
 
@@ -71,11 +71,6 @@ DEFAULT_LEASE: Final = timedelta(seconds=30)
 #: Compare-and-set attempts per advance before leaving it to the next call.
 CAS_ATTEMPTS: Final = 3
 PULSE_INTERVAL_S: Final = 60.0
-
-
-def floor_minute(ts: datetime) -> datetime:
-    """``ts`` truncated to its minute (aware UTC in, aware UTC out)."""
-    return ts.astimezone(UTC).replace(second=0, microsecond=0)
 
 
 def due_ticks(positions: Mapping[int, datetime], partitions: int, last_tick: datetime | None,

@@ -40,7 +40,9 @@ from typing import Any
 
 import psycopg
 
+from cronpipe.probes import high_watermarks
 from schemas.argtypes import positive_float, positive_int
+from schemas.minutes import floor_minute
 from schemas.settings import Settings
 
 UTC = timezone.utc
@@ -149,17 +151,6 @@ def _stored(url: str, group: str, topic: str) -> dict[int, int]:
         return {int(p): int(o) for p, o in conn.execute(STORED, (group, topic))}
 
 
-def _high_watermarks(bootstrap: str, topic: str) -> dict[int, int]:
-    from confluent_kafka import Consumer, TopicPartition
-
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-{uuid.uuid4().hex}"})
-    try:
-        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions}
-    finally:
-        consumer.close()
-
-
 class _Progress:
     """How far a wait got: fails after ``stall_s`` seconds without a change, reports every 5 s."""
 
@@ -228,7 +219,7 @@ async def _measure(settings: Settings, topics: Any, url: str, *, guard: bool | N
             await _until_stored(url, group, topics.clock_tick, {0: 2}, stall_s)
             dispatched = time.perf_counter() - started
             await _until_stored(url, group, topics.clock_tasks,
-                                _high_watermarks(settings.kafka_bootstrap, topics.clock_tasks), stall_s,
+                                high_watermarks(settings.kafka_bootstrap, topics.clock_tasks), stall_s,
                                 functools.partial(_report, label))
             total = time.perf_counter() - started
     finally:
@@ -559,7 +550,7 @@ async def _drive_load(settings: Settings, topics: Any, url: str, args: argparse.
     silent = _silent_slugs(args.load_monitors, args.silent)
     producer = LoadProducer(settings.kafka_bootstrap, topics)
     clock = LoadClock()
-    t0 = floor_to_minute(datetime.now(UTC)) + timedelta(minutes=2)
+    t0 = floor_minute(datetime.now(UTC)) + timedelta(minutes=2)
     with psycopg.connect(url, autocommit=True) as conn:
         # The worker is up when it has committed a pulse on every ingest partition.
         producer.pulse_all(t0 - timedelta(seconds=30))
@@ -611,10 +602,6 @@ async def _drive_load(settings: Settings, topics: Any, url: str, args: argparse.
             "missed_expected": expected_rows, "false_missed": int(false_missed),
             "first_minute": t0.isoformat(), "last_load_minute": last_minute.isoformat(),
             **_lateness(poller, clock, end)}
-
-
-def floor_to_minute(ts: datetime) -> datetime:
-    return ts.replace(second=0, microsecond=0)
 
 
 def _drop_prefixed(settings: Settings, url: str, prefix: str) -> None:

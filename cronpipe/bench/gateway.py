@@ -33,7 +33,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -45,9 +44,9 @@ from typing import Any
 
 import httpx
 import psycopg
-from confluent_kafka import Consumer, TopicPartition
 
 from cronpipe.admin import create_org, create_project
+from cronpipe.probes import free_port, high_watermarks, wait_for_http
 from schemas.argtypes import positive_float, positive_int
 from schemas.settings import Settings
 from schemas.topics import Topics, ensure_topics
@@ -201,12 +200,12 @@ def teardown(settings: Settings, bench: Bench) -> None:
 
 
 def run_server(bench: Bench, args: argparse.Namespace, wrk: str, seconds: float, *, noop: bool) -> dict[str, Any]:
-    port = _free_port()
+    port = free_port()
     name = "noop" if noop else "gateway"
     server = start_gateway(bench, port, args.workers, noop=noop, log_path=bench.log_dir / f"{name}.log")
     try:
         base = f"http://127.0.0.1:{port}"
-        wait_healthy(base, server)
+        wait_for_http(f"{base}/healthz", status=200, process=server, name="the gateway")
         if not noop:
             create_monitors(base, bench, args.monitors)
         output = run_wrk(wrk, base, bench, args, seconds, script_dir=bench.log_dir)
@@ -224,20 +223,6 @@ def start_gateway(bench: Bench, port: int, workers: int, *, noop: bool, log_path
     with open(log_path, "wb") as out:
         return subprocess.Popen([cronpipe, "gateway", "--workers", str(workers)], env=env,
                                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-
-
-def wait_healthy(base: str, server: subprocess.Popen[bytes], timeout_s: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError(f"the gateway exited with {server.returncode}")
-        try:
-            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError("the gateway did not become healthy")
 
 
 def create_monitors(base: str, bench: Bench, monitors: int) -> None:
@@ -298,13 +283,7 @@ def parse_wrk(output: str) -> dict[str, Any]:
 
 def topic_messages(bench: Bench) -> int:
     """Messages in the bench's ingest topic: the sum of the partitions' high watermarks."""
-    consumer = Consumer({"bootstrap.servers": bench.settings.kafka_bootstrap, "group.id": f"bench-{uuid.uuid4().hex}"})
-    try:
-        partitions = consumer.list_topics(bench.topics.ingest, timeout=10).topics[bench.topics.ingest].partitions
-        return sum(consumer.get_watermark_offsets(TopicPartition(bench.topics.ingest, p), timeout=10)[1]
-                   for p in partitions)
-    finally:
-        consumer.close()
+    return sum(high_watermarks(bench.settings.kafka_bootstrap, bench.topics.ingest).values())
 
 
 def verify_postgres(bench: Bench, expected: int, timeout_s: float) -> dict[str, Any]:
@@ -331,12 +310,6 @@ def count_rows(bench: Bench) -> int:
     with psycopg.connect(bench.settings.effective_database_url()) as conn:
         row = conn.execute("SELECT count(*) FROM checkins WHERE project_id = %s", (bench.project_id,)).fetchone()
     return int(row[0]) if row else 0
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # ---------------------------------------------------------------------- bare stacks
@@ -383,13 +356,13 @@ def fastapi_app() -> Any:
 def compare_stacks(wrk: str, args: argparse.Namespace, seconds: float) -> dict[str, Any]:
     results: dict[str, Any] = {}
     for name, factory in (("raw_asgi", "raw_asgi_app"), ("starlette", "starlette_app"), ("fastapi", "fastapi_app")):
-        port = _free_port()
+        port = free_port()
         server = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", f"cronpipe.bench.gateway:{factory}", "--factory", "--host", "127.0.0.1",
              "--port", str(port), "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning"],
             stdin=subprocess.DEVNULL)
         try:
-            wait_healthy_any(f"http://127.0.0.1:{port}{_STACK_PATH}?status=ok", server)
+            wait_for_http(f"http://127.0.0.1:{port}{_STACK_PATH}?status=ok", timeout_s=30, process=server, name=name)
             done = subprocess.run([wrk, "-t", str(args.threads), "-c", str(args.connections), "-d", f"{seconds:g}s",
                                    "--latency", f"http://127.0.0.1:{port}{_STACK_PATH}?status=ok"],
                                   capture_output=True, text=True, timeout=seconds + 60, check=True)
@@ -399,16 +372,3 @@ def compare_stacks(wrk: str, args: argparse.Namespace, seconds: float) -> dict[s
         log(f"{name}: {results[name]['accepted_per_s']}/s, p99 {results[name]['p99_ms']} ms")
     return {"machine": {"cpus": os.cpu_count(), "load_avg_1m": round(os.getloadavg()[0], 2)},
             "settings": {"seconds": seconds, "connections": args.connections, "workers": 1}, "stacks": results}
-
-
-def wait_healthy_any(url: str, server: subprocess.Popen[bytes], timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError(f"the server exited with {server.returncode}")
-        try:
-            httpx.get(url, timeout=1)
-            return
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    raise RuntimeError(f"no answer at {url}")

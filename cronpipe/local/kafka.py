@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cronpipe.local.procs import ServiceError, pid_alive, port_open, read_pid, stop_pid, wait_for_port
+from schemas.settings import load
 
 KAFKA_VERSION = "4.1.1"
 LOG4J_VERSION = "2.24.3"
@@ -126,15 +127,10 @@ def install(layout: KafkaLayout) -> None:
     marker.touch()
 
 
-# Each partition costs the broker heap; the test suite creates a few thousand (a topic set per
-# test), and 512 MB ran out with a few suites' worth of topics on one broker.
-DEFAULT_HEAP = "1g"
-
-
 def _java(layout: KafkaLayout, *args: str, heap: bool = False) -> list[str]:
     cmd = ["java"]
     if heap:
-        max_heap = os.environ.get("CRONPIPE_KAFKA_HEAP", DEFAULT_HEAP)
+        max_heap = load().kafka_heap
         cmd += ["-Xms256m", f"-Xmx{max_heap}", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20", "-Djava.awt.headless=true"]
     cmd += [f"-Dlog4j2.configurationFile=file:{HERE / 'kafka-log4j2.properties'}", "-cp", f"{layout.libs}/*", *args]
     return cmd

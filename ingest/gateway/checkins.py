@@ -22,7 +22,8 @@ from typing import Any, Final
 import orjson
 
 from ingest.gateway.errors import bad_request
-from schemas.limits import LimitError, check_document, json_error_reason
+from schemas.json_object import NotAnObject, load_object
+from schemas.limits import LimitError, check_document
 from schemas.messages import PayloadError, check_duration, parse_check_in_payload
 
 #: ``check_in_id=latest`` (and Sentry's nil UUID): the newest in-progress check-in.
@@ -100,11 +101,9 @@ def validate_check_in(payload: bytes) -> CheckIn:
 def parse_json_body(body: bytes) -> dict[str, Any]:
     """A cron request's JSON body; raises GatewayError(400) unless it is a JSON object."""
     try:
-        value = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise bad_request(json_error_reason(exc, "body")) from None
-    if not isinstance(value, dict):
-        raise bad_request("body: must be a JSON object")
+        value = load_object(body, "body", not_object="must be a JSON object")
+    except NotAnObject as exc:
+        raise bad_request(exc.reason) from None
     try:
         check_document(value, "body", body)  # before it is merged and serialized again
     except LimitError as exc:

@@ -14,9 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-import orjson
-
 from ingest.gateway.errors import GatewayError, bad_request, too_large
+from schemas.json_object import NotAnObject, load_object
 
 
 @dataclass(frozen=True)
@@ -97,12 +96,9 @@ def _read_line(data: bytes, start: int) -> tuple[bytes, int]:
 
 def _json_object(raw: bytes, what: str) -> dict[str, Any]:
     try:
-        value = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        raise bad_request(f"{what}: not JSON") from None
-    if not isinstance(value, dict):
-        raise bad_request(f"{what}: not a JSON object")
-    return value
+        return load_object(raw, what)
+    except NotAnObject as exc:
+        raise bad_request(exc.brief) from None  # without orjson's words (line and column of the envelope's)
 
 
 def _item_headers(line: bytes, index: int) -> dict[str, Any]:

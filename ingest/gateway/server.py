@@ -29,8 +29,7 @@ def uvicorn_config(settings: Settings, workers: int, port: int | None = None) ->
     """The server settings every gateway process uses (also the benchmark's baseline):
     httptools with the bounds of ``CRONPIPE_HTTP_*`` (schemas/http_limits.py)."""
     # The benchmark's baseline runs the same server around a do-nothing app (baseline.py).
-    app = "ingest.gateway.baseline:create_baseline_app" if GatewayConfig.from_settings(settings).noop \
-        else "ingest.gateway.app:create_app"
+    app = "ingest.gateway.baseline:create_baseline_app" if settings.gateway_noop else "ingest.gateway.app:create_app"
     return LimitedConfig(
         app, factory=True, limits=HttpLimits.from_settings(settings),
         host=settings.bind, port=settings.gateway_port if port is None else port, workers=workers,
@@ -87,7 +86,11 @@ def _ensure_topics(settings: Settings) -> None:
 
 
 def _multiprocess_metrics_dir() -> str | None:
-    """Give the workers a shared folder for Prometheus counters (set before they start)."""
+    """Give the workers a shared folder for Prometheus counters (set before they start).
+
+    PROMETHEUS_MULTIPROC_DIR is prometheus_client's own variable, not a cronpipe setting: the
+    library reads it in every worker process, so it is handed on through the environment.
+    """
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         return None  # the operator chose one; leave it alone
     path = tempfile.mkdtemp(prefix="cronpipe-gateway-metrics-")

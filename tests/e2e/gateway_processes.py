@@ -14,19 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import orjson
 from confluent_kafka import Consumer
 
+from cronpipe.probes import NoAnswer, wait_for_http
+from cronpipe.probes import free_port as free_port  # the e2e tests import it from here
 from schemas.messages import CheckInAttachmentMessage, CheckInMessage, ClockPulse, decode_ingest_message
 
 CRONPIPE = [sys.executable, "-m", "cronpipe.cli"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def free_port_pair() -> int:
@@ -71,16 +66,10 @@ class Service:
         return cls(name, process, log)
 
     def wait_http(self, url: str, timeout_s: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with {self.process.returncode}: {self.tail()}")
-            try:
-                httpx.get(url, timeout=1)
-                return
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        raise RuntimeError(f"{self.name} did not answer at {url}: {self.tail()}")
+        try:
+            wait_for_http(url, timeout_s=timeout_s, process=self.process, name=self.name)
+        except NoAnswer as exc:
+            raise RuntimeError(f"{exc}: {self.tail()}") from None
 
     def terminate(self, timeout_s: float = 60.0) -> int:
         """SIGTERM and wait; SIGKILL only if it does not stop (then the test fails on the code)."""

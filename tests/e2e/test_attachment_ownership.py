@@ -5,9 +5,8 @@ id in an upload must never replace, hide or read A's job output."""
 
 from __future__ import annotations
 
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,8 +14,10 @@ import httpx
 import psycopg
 import pytest
 
+from cronpipe.probes import high_watermarks
 from schemas.enums import ProcessingErrorType
 from tests.e2e.gateway_processes import Service, cronpipe, cronpipe_env, free_port
+from tests.e2e.worker_processes import wait_for
 
 CONFIG = {"schedule": {"type": "crontab", "value": "0 * * * *"}}
 
@@ -87,15 +88,8 @@ class Stack:
         wait_for(caught_up, "the worker to process every published message")
 
     def published(self) -> int:
-        from confluent_kafka import Consumer, TopicPartition
-
         topic = f"{self.env['CRONPIPE_TOPIC_PREFIX']}ingest-monitors"
-        consumer = Consumer({"bootstrap.servers": self.env["CRONPIPE_KAFKA_BOOTSTRAP"], "group.id": "probe"})
-        try:
-            partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-            return sum(consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions)
-        finally:
-            consumer.close()
+        return sum(high_watermarks(self.env["CRONPIPE_KAFKA_BOOTSTRAP"], topic).values())
 
     def errors(self, tenant: Tenant) -> list[tuple[int, str]]:
         with psycopg.connect(self.database_url) as conn:
@@ -104,14 +98,6 @@ class Stack:
 
     def stop(self) -> list[int]:
         return [service.terminate() for service in self.services]
-
-
-def wait_for(condition: Callable[[], object], what: str, timeout_s: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.3)
 
 
 @pytest.fixture

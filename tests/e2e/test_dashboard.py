@@ -20,6 +20,7 @@ import httpx
 import psycopg
 import pytest
 
+from schemas.settings import BY_NAME
 from tests.e2e.dashboard_stack import (
     BULK_ENVIRONMENTS,
     BULK_MONITORS,
@@ -34,7 +35,7 @@ from tests.e2e.dashboard_stack import (
 )
 
 playwright_sync = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -e '.[test]')")
-CHROMIUM = os.environ.get("CRONPIPE_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM = str(BY_NAME["CHROMIUM"].read())
 if not shutil.which(CHROMIUM):
     pytest.skip(f"no browser at {CHROMIUM}: scripts/bootstrap.sh installs Debian's chromium when run as root",
                 allow_module_level=True)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import functools
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,6 +19,7 @@ from sentry_sdk.crons import capture_checkin
 
 from schemas.enums import CheckInStatus
 from tests.e2e.gateway_processes import Service, cronpipe, cronpipe_env, free_port
+from tests.e2e.worker_processes import wait_for
 
 if TYPE_CHECKING:
     from sentry_sdk._types import MonitorConfig
@@ -60,16 +61,6 @@ def stack(kafka_bootstrap: str, database_url: str, tmp_path: Path) -> Iterator[S
     finally:
         codes = running.stop()
     assert codes == [0, 0, 0], "\n".join(s.tail() for s in running.services)
-
-
-def wait_for(condition: Callable[[], object], what: str, timeout_s: float = 120.0) -> object:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        result = condition()
-        if result:
-            return result
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def stored_check_ins(database_url: str, slug: str) -> list[tuple[uuid.UUID, int, int | None]]:

@@ -6,16 +6,13 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
 
 from cronpipe.local import kafka
-from schemas.settings import Settings
 from schemas.topics import Topics
-from tests.e2e.gateway_processes import Service, cronpipe, cronpipe_env, free_port, free_port_pair, read_check_in_ids
+from tests.e2e.gateway_processes import Service, cronpipe, cronpipe_env, free_port, read_check_in_ids
 
 
 class Traffic:
@@ -88,21 +85,6 @@ def test_sigterm_in_the_middle_of_traffic_exits_0_and_every_202_is_in_kafka(
         assert gateway.terminate() == 0, gateway.tail()
     accepted = traffic.accepted()
     assert read_check_in_ids(kafka_bootstrap, topics.ingest, accepted) >= accepted
-
-
-@pytest.fixture
-def own_broker(tmp_path: Path) -> Iterator[kafka.KafkaLayout]:
-    """A throwaway single-node broker on a free port pair, in a folder of this test."""
-    layout = kafka.KafkaLayout(home=tmp_path / "kafka", port=free_port_pair())
-    layout.home.mkdir(parents=True)
-    shared_libs = kafka.layout_for(Settings().state_dir, "127.0.0.1:9092").libs
-    if (shared_libs / ".complete").exists():
-        layout.libs.symlink_to(shared_libs)  # reuse the jars instead of fetching them again
-    kafka.start(layout)
-    try:
-        yield layout
-    finally:
-        kafka.stop(layout)
 
 
 def test_a_broker_outage_gives_503s_and_an_unready_gateway_then_recovers_without_losing_any_202(

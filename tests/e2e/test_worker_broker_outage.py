@@ -9,32 +9,14 @@ import re
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 from cronpipe.local import kafka
-from schemas.settings import Settings
-from tests.e2e.gateway_processes import free_port, free_port_pair
+from tests.e2e.gateway_processes import free_port
 from tests.e2e.worker_processes import Worker, wait_for
 
 OUTAGE_S = 25.0
 _LINE = re.compile(r"^\S+ \S+ (WARNING|ERROR|CRITICAL) (\S+?): (.*)$")
-
-
-@pytest.fixture
-def own_broker(tmp_path: Path) -> Iterator[kafka.KafkaLayout]:
-    layout = kafka.KafkaLayout(home=tmp_path / "kafka", port=free_port_pair())
-    layout.home.mkdir(parents=True)
-    shared_libs = kafka.layout_for(Settings().state_dir, "127.0.0.1:9092").libs
-    if (shared_libs / ".complete").exists():
-        layout.libs.symlink_to(shared_libs)  # reuse the jars instead of fetching them again
-    kafka.start(layout)
-    try:
-        yield layout
-    finally:
-        kafka.stop(layout)
 
 
 def broker_complaints(log: Path, after: int) -> Counter[str]:

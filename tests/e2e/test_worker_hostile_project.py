@@ -14,6 +14,7 @@ import psycopg
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from cronpipe.admin import create_org, create_project
+from cronpipe.probes import high_watermarks
 from schemas.enums import ProcessingErrorType
 from schemas.messages import encode_check_in
 from schemas.topics import Topics
@@ -85,12 +86,7 @@ def headers_of(raw: object) -> dict[str, bytes]:
 
 
 def produced_total(bootstrap: str, topic: str) -> int:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "probe"})
-    try:
-        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        return sum(consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions)
-    finally:
-        consumer.close()
+    return sum(high_watermarks(bootstrap, topic).values())
 
 
 def test_two_thousand_hostile_messages_of_one_project_never_stop_another_projects_check_ins(

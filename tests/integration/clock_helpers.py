@@ -12,6 +12,7 @@ from typing import Any
 
 import psycopg
 
+from cronpipe.probes import high_watermarks
 from schemas.enums import CheckInStatus, MonitorStatus
 
 Conn = psycopg.Connection[Any]
@@ -107,18 +108,6 @@ def read_all(bootstrap: str, topic: str, timeout_s: float = 30.0) -> list[bytes]
                 values.append(value)
                 seen = offset + 1
         return values
-    finally:
-        consumer.close()
-
-
-def high_watermarks(bootstrap: str, topic: str) -> dict[int, int]:
-    """End offset of each partition of ``topic``."""
-    from confluent_kafka import Consumer, TopicPartition
-
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"wm-{uuid.uuid4().hex}"})
-    try:
-        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions}
     finally:
         consumer.close()
 

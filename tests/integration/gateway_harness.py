@@ -5,7 +5,6 @@ was published."""
 from __future__ import annotations
 
 import contextlib
-import socket
 import threading
 import time
 import uuid
@@ -19,15 +18,10 @@ import uvicorn
 from confluent_kafka import Consumer
 
 from cronpipe.admin import create_org, create_project
+from cronpipe.probes import free_port
 from ingest.gateway.app import GatewayApp
 from ingest.gateway.config import GatewayConfig
 from schemas.messages import CheckInAttachmentMessage, CheckInMessage, ClockPulse, decode_ingest_message
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass(frozen=True)

@@ -4,35 +4,17 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 
 import httpx
 import psycopg
 import pytest
 
 from cronpipe.admin import create_org, create_token
+from cronpipe.probes import free_port, wait_for_http
 
 pytestmark = pytest.mark.postgres
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_healthy(base: str, proc: subprocess.Popen[bytes]) -> None:
-    for _ in range(150):
-        assert proc.poll() is None, "cronpipe api exited early"
-        try:
-            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            time.sleep(0.1)
-    raise AssertionError("cronpipe api never answered /healthz")
 
 
 @pytest.mark.parametrize("workers", [1, 2])
@@ -46,7 +28,7 @@ def test_cronpipe_api_serves_the_organization_and_exits_zero_on_sigterm(database
     proc = subprocess.Popen([sys.executable, "-m", "cronpipe.cli", "api", "--workers", str(workers)], env=env)
     try:
         base = f"http://127.0.0.1:{port}"
-        wait_healthy(base, proc)
+        wait_for_http(f"{base}/healthz", status=200, process=proc, name="cronpipe api")
         response = httpx.get(f"{base}/api/0/organizations/acme/monitors/", headers={"Authorization": f"Bearer {token}"})
         assert (response.status_code, response.json()) == (200, [])
         assert httpx.get(f"{base}/api/0/organizations/acme/monitors/").status_code == 401

@@ -6,19 +6,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import psycopg
 import pytest
-from confluent_kafka import Consumer, TopicPartition
 from prometheus_client import REGISTRY
 
 from consumers.checkins import processing
 from consumers.checkins.dlq import DlqLimiter, DlqPolicy
 from consumers.checkins.runner import RawEvent, handle_batch_isolating_poison
+from cronpipe.probes import high_watermarks
 from schemas.enums import CheckInStatus
 from schemas.topics import Topics
 from tests.integration.checkins_pipeline import CRONTAB, T0, Pipeline, read_topic
@@ -42,11 +41,7 @@ def metric(name: str) -> float:
 
 def end_offset(bootstrap: str, topic: str) -> int:
     """The high watermark of partition 0: how many messages the topic ever got."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"test-{uuid.uuid4().hex}"})
-    try:
-        return int(consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)[1])
-    finally:
-        consumer.close()
+    return high_watermarks(bootstrap, topic)[0]
 
 
 async def wait_until(condition: Callable[[], bool], what: str, timeout_s: float = 60.0) -> None:

@@ -11,11 +11,11 @@ from collections.abc import Callable, Iterator
 import msgpack
 import psycopg
 import pytest
-from confluent_kafka import Consumer, TopicPartition
 from fastapi.testclient import TestClient
 
 from api.app import create_app
 from cronpipe.admin import create_org, create_project, create_token
+from cronpipe.probes import high_watermarks
 from schemas.enums import ProcessingErrorType
 from schemas.messages import encode_check_in
 from schemas.topics import Topics
@@ -37,11 +37,7 @@ def pipeline(kafka_bootstrap: str, database_url: str, make_topics: Callable[...,
 
 
 def end_offset(bootstrap: str, topic: str) -> int:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"test-{uuid.uuid4().hex}"})
-    try:
-        return int(consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)[1])
-    finally:
-        consumer.close()
+    return high_watermarks(bootstrap, topic)[0]
 
 
 def raw_check_in(pipeline: Pipeline, payload: bytes, project_id: int = 1) -> None:

@@ -6,15 +6,9 @@ from datetime import datetime, timezone
 
 import psycopg
 
+from consumers.clock.store import update_environments
 from consumers.incidents.rules import INITIAL_STATE, IncidentState
-from consumers.incidents.store import (
-    load_states,
-    open_incident,
-    open_incidents,
-    resolve_incident,
-    resolve_incidents,
-    save_states,
-)
+from consumers.incidents.store import load_states, open_incidents, resolve_incidents
 from schemas.enums import MonitorStatus
 from tests.integration.clock_helpers import crontab_config, seed_monitor, seed_project
 
@@ -29,8 +23,8 @@ def test_opening_twice_keeps_one_open_incident(database_url: str) -> None:
     with psycopg.connect(database_url, autocommit=True) as conn:
         seed_project(conn)
         monitor_id, env_id = _env(conn)
-        assert open_incident(conn, monitor_id, env_id, 7, T) is True
-        assert open_incident(conn, monitor_id, env_id, 8, T) is False
+        assert open_incidents(conn, [(monitor_id, env_id, 7, T)]) == 1
+        assert open_incidents(conn, [(monitor_id, env_id, 8, T)]) == 0
         assert open_incidents(conn, [(monitor_id, env_id, 9, T)]) == 0
         rows = conn.execute("SELECT starting_checkin_id FROM incidents").fetchall()
     assert rows == [(7,)]
@@ -40,8 +34,8 @@ def test_resolving_closes_the_open_incident_once_and_a_new_one_may_open(database
     with psycopg.connect(database_url, autocommit=True) as conn:
         seed_project(conn)
         monitor_id, env_id = _env(conn)
-        open_incident(conn, monitor_id, env_id, 7, T)
-        assert resolve_incident(conn, env_id, 10, T) is True
+        open_incidents(conn, [(monitor_id, env_id, 7, T)])
+        assert resolve_incidents(conn, [(env_id, 10, T)]) == 1
         assert resolve_incidents(conn, [(env_id, 11, T)]) == 0
         assert open_incidents(conn, [(monitor_id, env_id, 12, T)]) == 1
         rows = conn.execute("SELECT starting_checkin_id, resolving_checkin_id FROM incidents ORDER BY id").fetchall()
@@ -55,8 +49,8 @@ def test_states_round_trip_with_the_open_flag_and_status(database_url: str) -> N
         _, e2 = _env(conn, "b")
         assert load_states(conn, [e1, e2]) == {e1: INITIAL_STATE, e2: INITIAL_STATE}
         failing = IncidentState(3, 41, T, 0, True)
-        save_states(conn, {e1: (failing, MonitorStatus.ERROR), e2: (INITIAL_STATE, MonitorStatus.OK)})
-        open_incident(conn, m1, e1, 41, T)
+        update_environments(conn, {}, {e1: (failing, MonitorStatus.ERROR), e2: (INITIAL_STATE, MonitorStatus.OK)})
+        open_incidents(conn, [(m1, e1, 41, T)])
         with conn.transaction():
             states = load_states(conn, [e1, e2, 999], for_update=True)
         statuses: dict[int, int] = dict(conn.execute("SELECT id, status FROM monitor_environments").fetchall())

@@ -176,8 +176,9 @@ def test_the_leader_sends_a_clock_pulse_to_every_ingest_partition(
     import asyncio
     import time
 
+    from cronpipe.probes import high_watermarks
     from schemas.messages import ClockPulse, decode_ingest_message
-    from tests.integration.clock_helpers import high_watermarks, read_all
+    from tests.integration.clock_helpers import read_all
 
     monkeypatch.setattr(consumers.clock.ticks, "PULSE_INTERVAL_S", 1.0)
     rig = make_rig(4)

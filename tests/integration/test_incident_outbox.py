@@ -114,7 +114,7 @@ def test_a_rolled_back_transaction_leaves_nothing_for_the_relay(rig: ClockRig) -
         monitor_id, env_id = seed_monitor(conn, 1, "job", crontab_config("* * * * *"))
         checkin_id = _error_checkin(conn, monitor_id, env_id)
         with pytest.raises(RuntimeError), conn.transaction():
-            incident_store.open_incident(conn, monitor_id, env_id, checkin_id, T)
+            incident_store.open_incidents(conn, [(monitor_id, env_id, checkin_id, T)])
             assert outbox.write_events(conn, [outbox.OutboxEvent(env_id, "opened", checkin_id, T)]) == 1
             raise RuntimeError("the batch failed after its writes")
     relay = OutboxRelay(rig.database_url, rig.bootstrap, rig.topics.incidents)
@@ -134,7 +134,7 @@ def _seed_event(database_url: str, slug: str = "job") -> None:
         monitor_id, env_id = seed_monitor(conn, 1, slug, crontab_config("* * * * *"))
         checkin_id = _error_checkin(conn, monitor_id, env_id)
         with conn.transaction():
-            incident_store.open_incident(conn, monitor_id, env_id, checkin_id, T)
+            incident_store.open_incidents(conn, [(monitor_id, env_id, checkin_id, T)])
             outbox.write_events(conn, [outbox.OutboxEvent(env_id, "opened", checkin_id, T)])
 
 
@@ -174,7 +174,7 @@ def test_disabled_monitors_write_no_events(rig: ClockRig) -> None:
         monitor_id, env_id = seed_monitor(conn, 1, "off", crontab_config("* * * * *"))
         conn.execute("UPDATE monitors SET status = 1 WHERE id = %s", (monitor_id,))
         checkin_id = _error_checkin(conn, monitor_id, env_id)
-        incident_store.open_incident(conn, monitor_id, env_id, checkin_id, T)
+        incident_store.open_incidents(conn, [(monitor_id, env_id, checkin_id, T)])
         assert outbox.write_events(conn, [outbox.OutboxEvent(env_id, "opened", checkin_id, T)]) == 0
 
 

@@ -6,7 +6,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from consumers.clock.ticks import due_ticks, floor_minute
+from consumers.clock.ticks import due_ticks
+from schemas.minutes import floor_minute
 
 T = datetime(2026, 11, 26, 12, 0, tzinfo=timezone.utc)
 M = timedelta(minutes=1)
