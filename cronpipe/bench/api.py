@@ -33,7 +33,9 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from schemas.argtypes import positive_float, positive_int
+from schemas.enums import CheckInStatus, MonitorStatus
 from schemas.migrate import apply_migrations
+from schemas.rollup_counts import REBUILD_ROLLUPS
 from schemas.settings import Settings
 
 DAYS = 90
@@ -41,18 +43,7 @@ HISTORY_START = datetime(2026, 1, 1, tzinfo=UTC)
 CONFIG = {"schedule_type": "crontab", "schedule": "* * * * *", "checkin_margin": 1, "max_runtime": 30,
           "timezone": "UTC", "failure_issue_threshold": 1, "recovery_threshold": 1}
 
-ROLLUPS = """
-INSERT INTO checkin_rollups (monitor_environment_id, resolution, bucket, ok, error, missed, timeout, unknown,
-                             duration_sum_ms, duration_count)
-SELECT c.monitor_environment_id, r.resolution,
-       to_timestamp(floor(extract(epoch FROM c.date_added) / r.resolution) * r.resolution),
-       count(*) FILTER (WHERE c.status = 1), count(*) FILTER (WHERE c.status = 2),
-       count(*) FILTER (WHERE c.status = 4), count(*) FILTER (WHERE c.status = 5),
-       count(*) FILTER (WHERE c.status = 0), coalesce(sum(c.duration_ms), 0), count(c.duration_ms)
-FROM checkins c CROSS JOIN (VALUES (3600), (86400)) AS r (resolution)
-WHERE c.status <> 3
-GROUP BY 1, 2, 3
-"""
+STATUS_WEIGHTS = {CheckInStatus.OK: 94, CheckInStatus.ERROR: 3, CheckInStatus.MISSED: 2, CheckInStatus.TIMEOUT: 1}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -99,7 +90,8 @@ def _seed(url: str, checkins: int, monitors: int) -> Seeded:
             (org.id, project.id, Jsonb(CONFIG), monitors))
         conn.execute(
             "INSERT INTO monitor_environments (monitor_id, environment, status, last_checkin)"
-            " SELECT id, env, 4, now() FROM monitors CROSS JOIN (VALUES ('production'), ('staging')) AS e (env)")
+            f" SELECT id, env, {int(MonitorStatus.OK)}, now()"
+            " FROM monitors CROSS JOIN (VALUES ('production'), ('staging')) AS e (env)")
         monitor_id, env_id = conn.execute(
             "SELECT m.id, me.id FROM monitors m JOIN monitor_environments me ON me.monitor_id = m.id"
             " WHERE m.slug = 'job-1' AND me.environment = 'production'").fetchone()  # type: ignore[misc]
@@ -109,12 +101,13 @@ def _seed(url: str, checkins: int, monitors: int) -> Seeded:
         with conn.cursor().copy(
                 "COPY checkins (guid, project_id, monitor_id, monitor_environment_id, status, date_added,"
                 " date_updated, duration_ms) FROM STDIN") as copy:
+            statuses, weights = list(STATUS_WEIGHTS), list(STATUS_WEIGHTS.values())
             for i in range(checkins):
                 at = HISTORY_START + i * step
-                status = rng.choices((1, 2, 4, 5), weights=(94, 3, 2, 1))[0]
-                copy.write_row((uuid.uuid4(), project.id, monitor_id, env_id, status, at, at,
-                                None if status == 4 else rng.randint(100, 60_000)))
-        conn.execute(ROLLUPS)
+                status = rng.choices(statuses, weights=weights)[0]
+                copy.write_row((uuid.uuid4(), project.id, monitor_id, env_id, int(status), at, at,
+                                None if status is CheckInStatus.MISSED else rng.randint(100, 60_000)))
+        conn.execute(REBUILD_ROLLUPS)
         conn.execute("ANALYZE")
     return Seeded(token, checkins)
 
