@@ -19,9 +19,10 @@ from api.channel_routes import channel_routes
 from api.deletions import purge_forever
 from api.errors import install_error_handlers
 from api.metrics import MetricsMiddleware, metrics_endpoint
-from api.resolve import organization_monitor, project_monitor
+from api.resolve import organization_monitor, organization_monitor_path, project_monitor, project_monitor_path
 from api.responses import JsonResponse
 from api.routes import ORG_PREFIX, PROJECT_PREFIX, monitor_routes, organization_routes, project_routes
+from api.stats_cache import StatsCache
 from api.system_incidents import system_incident_routes
 from api.timeline_routes import timeline_routes
 from api.ui import ui_routes
@@ -64,8 +65,10 @@ def create_pool(database_url: str, max_size: int = 8, read_only: bool = True) ->
 
 
 def create_app(database_url: str, pool_size: int = 8, public_url: str | None = None,
-               purge_in_background: bool = True) -> FastAPI:
-    """``public_url`` prefixes the ``Link`` headers (default ``CRONPIPE_API_PUBLIC_URL`` or the bind address)."""
+               purge_in_background: bool = True, stats_cache_seconds: float = 0.0) -> FastAPI:
+    """``public_url`` prefixes the ``Link`` headers (default ``CRONPIPE_API_PUBLIC_URL`` or the bind address);
+    ``stats_cache_seconds`` bounds how old a stats response may be: 0 (no cache) here and in
+    the tests that call this, ``api.stats_cache.STATS_CACHE_SECONDS`` under `cronpipe api`."""
     pool = create_pool(database_url, pool_size)
     # Write routes and the purge of deleted monitors: their own small pool, so the read
     # pool stays read-only by construction.
@@ -92,18 +95,19 @@ def create_app(database_url: str, pool_size: int = 8, public_url: str | None = N
     app.state.write_pool = write_pool
     app.state.now = lambda: datetime.now(UTC)  # the write routes' "now"; tests drive it
     app.state.authenticator = Authenticator()
+    app.state.stats_cache = StatsCache(stats_cache_seconds)
     app.state.public_url = (public_url or load().effective_api_public_url()).rstrip("/")
     install_error_handlers(app)
     app.include_router(organization_routes(), prefix=ORG_PREFIX, tags=["organizations"])
-    app.include_router(monitor_routes(organization_monitor), prefix=f"{ORG_PREFIX}/monitors/{{monitor_id_or_slug}}",
-                       tags=["monitors"])
+    app.include_router(monitor_routes(organization_monitor, organization_monitor_path),
+                       prefix=f"{ORG_PREFIX}/monitors/{{monitor_id_or_slug}}", tags=["monitors"])
     app.include_router(project_routes(), prefix=PROJECT_PREFIX, tags=["projects"])
     app.include_router(organization_write_routes(), prefix=ORG_PREFIX, tags=["manage monitors"])
     app.include_router(project_write_routes(), prefix=PROJECT_PREFIX, tags=["manage monitors"])
     for resolve, prefix in ((organization_monitor, ORG_PREFIX), (project_monitor, PROJECT_PREFIX)):
         app.include_router(monitor_write_routes(resolve), prefix=f"{prefix}/monitors/{{monitor_id_or_slug}}",
                            tags=["manage monitors"])
-    app.include_router(monitor_routes(project_monitor), prefix=f"{PROJECT_PREFIX}/monitors/{{monitor_id_or_slug}}",
+    app.include_router(monitor_routes(project_monitor, project_monitor_path), prefix=f"{PROJECT_PREFIX}/monitors/{{monitor_id_or_slug}}",
                        tags=["project monitors"])
     app.include_router(channel_routes(), prefix=ORG_PREFIX, tags=["alert channels"])
     app.include_router(timeline_routes())

@@ -77,6 +77,15 @@ class Authenticator:
             self.bad_tokens.add(token_hash, now)
         return ApiError(401, "Invalid token", headers=_CHALLENGE)
 
+    def known(self, credentials: HTTPAuthorizationCredentials | None) -> Grant | None:
+        """The grant of a well-formed bearer token still in the cache, without a query; else None
+        (then :meth:`authenticate` decides, with its 401s, 429s and lookup)."""
+        if credentials is None or credentials.scheme.lower() != "bearer":
+            return None
+        if not TOKEN_SHAPE.match(credentials.credentials):
+            return None
+        return self._cached(hash_token(credentials.credentials), time.monotonic())
+
     async def authenticate(self, conn: AsyncConnection[Any], credentials: HTTPAuthorizationCredentials | None,
                            client: str) -> Grant:
         """The grant of the bearer token; ApiError 401 (no or wrong token) or 429 (back-off)."""

@@ -25,7 +25,7 @@ from api import store
 from api.errors import ApiError, BadParameter, NotFound
 from api.resolve import as_number
 from schemas.api import MonitorWrite
-from schemas.enums import MonitorStatus
+from schemas.enums import CheckInStatus, MonitorStatus
 from schemas.messages import slugify_monitor_slug
 from schemas.minutes import floor_minute
 from schemas.monitor_config import ConfigError, MonitorConfig, config_from_json, config_to_json, parse_monitor_config
@@ -134,9 +134,9 @@ WHERE me.id = u.id
 
 # Check-ins are locked after their environments (the lock order); the partial index on
 # IN_PROGRESS check-ins finds them without reading the monitor's finished ones.
-MOVE_TIMEOUTS = """
+MOVE_TIMEOUTS = f"""
 UPDATE checkins SET timeout_at = date_trunc('minute', date_added) + make_interval(mins => %(minutes)s)
-WHERE monitor_environment_id = ANY(%(env_ids)s::bigint[]) AND status = 3
+WHERE monitor_environment_id = ANY(%(env_ids)s::bigint[]) AND status = {int(CheckInStatus.IN_PROGRESS)}
 """
 
 MUTE_ENVIRONMENTS = """
@@ -247,13 +247,13 @@ async def set_environment_muted(conn: Conn, organization_id: int, monitor_id: in
 
 # --- deletion ---------------------------------------------------------------------------
 
-HIDE_MONITOR = """
-UPDATE monitors SET pending_deletion = true, status = 1, slug = %(prefix)s || id WHERE id = %(id)s
+HIDE_MONITOR = f"""
+UPDATE monitors SET pending_deletion = true, status = {int(MonitorStatus.DISABLED)}, slug = %(prefix)s || id WHERE id = %(id)s
 """
 
-HIDE_ENVIRONMENTS = """
+HIDE_ENVIRONMENTS = f"""
 UPDATE monitor_environments
-SET pending_deletion = true, status = 1, environment = %(prefix)s || id, next_checkin = NULL,
+SET pending_deletion = true, status = {int(MonitorStatus.DISABLED)}, environment = %(prefix)s || id, next_checkin = NULL,
     next_checkin_latest = NULL
 WHERE id = ANY(%(ids)s::bigint[])
 """

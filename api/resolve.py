@@ -131,6 +131,20 @@ async def caller_grant(
     return await authenticator.authenticate(conn, credentials, client_key(request.client and request.client.host))
 
 
+async def known_or_looked_up_grant(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer_scheme)],
+) -> Grant:
+    """:func:`caller_grant` for routes that may answer without PostgreSQL (a cached stats body):
+    a connection is taken only when the token is not in the authenticator's cache."""
+    authenticator: Authenticator = request.app.state.authenticator
+    grant = authenticator.known(credentials)
+    if grant is not None:
+        return grant
+    async with request.app.state.pool.connection() as conn:
+        return await authenticator.authenticate(conn, credentials,
+                                                client_key(request.client and request.client.host))
+
+
 async def caller_organization_id(grant: Annotated[Grant, Depends(caller_grant)]) -> int:
     return grant.organization_id
 
@@ -193,3 +207,33 @@ async def project_monitor(
 ) -> MonitorScope:
     return await find_monitor_scope(conn, token_org_id, organization_id_or_slug, project_id_or_slug,
                                     monitor_id_or_slug)
+
+
+@dataclass(frozen=True)
+class MonitorPath:
+    """A monitor route's path as requested, and the caller's organization, before any query:
+    what the stats cache is keyed by (api.stats_cache). :meth:`scope` resolves it as
+    ``organization_monitor`` / ``project_monitor`` do."""
+
+    token_organization_id: int
+    organization_key: str
+    project_key: str | None
+    monitor_key: str
+
+    async def scope(self, conn: AsyncConnection[Any]) -> MonitorScope:
+        return await find_monitor_scope(conn, self.token_organization_id, self.organization_key, self.project_key,
+                                        self.monitor_key)
+
+
+async def organization_monitor_path(
+    grant: Annotated[Grant, Depends(known_or_looked_up_grant)],
+    organization_id_or_slug: OrganizationKey, monitor_id_or_slug: MonitorKey,
+) -> MonitorPath:
+    return MonitorPath(grant.organization_id, organization_id_or_slug, None, monitor_id_or_slug)
+
+
+async def project_monitor_path(
+    grant: Annotated[Grant, Depends(known_or_looked_up_grant)],
+    organization_id_or_slug: OrganizationKey, project_id_or_slug: ProjectKey, monitor_id_or_slug: MonitorKey,
+) -> MonitorPath:
+    return MonitorPath(grant.organization_id, organization_id_or_slug, project_id_or_slug, monitor_id_or_slug)

@@ -20,9 +20,19 @@ from api.checkin_pages import checkin_page
 from api.errors import BadParameter, NotFound
 from api.pagination import MAX_PER_PAGE, link_header
 from api.params import MAX_TIMESTAMP, Cursor, TimeRange, from_unix, parse_cursor, parse_duration, time_range
-from api.resolve import Conn, MonitorScope, Organization, as_number, find_checkin, find_environment, project
-from api.responses import JsonResponse
+from api.resolve import (
+    Conn,
+    MonitorPath,
+    MonitorScope,
+    Organization,
+    as_number,
+    find_checkin,
+    find_environment,
+    project,
+)
+from api.responses import RenderedJsonResponse, render_json
 from api.stats import StatsPlan, fill_buckets, plan_stats, unix
+from api.stats_cache import StatsCache, stats_key
 from api.store import EnvironmentRow, MonitorRow, ProcessingErrorRow, ProjectRow
 from schemas.api import CheckIn, EnvironmentDetails, ErrorBody, Monitor, ProcessingError, StatsBucket
 from schemas.enums import MonitorStatus, parse_monitor_status
@@ -79,10 +89,14 @@ async def _processing_errors(conn: Any, request: Request, response: Response, or
     return [present.processing_error(r) for r in rows[:per_page]]
 
 
-def monitor_routes(resolve_monitor: Callable[..., Awaitable[MonitorScope]]) -> APIRouter:
-    """Every monitor resource, resolved by ``resolve_monitor`` (organization or project scope)."""
+def monitor_routes(resolve_monitor: Callable[..., Awaitable[MonitorScope]],
+                   monitor_path: Callable[..., Awaitable[MonitorPath]]) -> APIRouter:
+    """Every monitor resource, resolved by ``resolve_monitor`` (organization or project scope);
+    the stats route takes ``monitor_path`` (the same path, not yet looked up) and resolves it
+    only when its answer is not cached."""
     router = APIRouter(responses=ERRORS)
     Scope = Annotated[MonitorScope, Depends(resolve_monitor)]
+    RequestedMonitor = Annotated[MonitorPath, Depends(monitor_path)]
 
     @router.get("/", response_model=Monitor, summary="Monitor details")
     async def monitor_details(scope: Scope, conn: Conn) -> Monitor:
@@ -122,16 +136,31 @@ def monitor_routes(resolve_monitor: Callable[..., Awaitable[MonitorScope]]) -> A
 
     @router.get("/stats/", response_model=list[StatsBucket], summary="Counts and mean duration per bucket")
     async def monitor_stats(
-        scope: Scope, conn: Conn, since: UnixSeconds = None, until: UnixSeconds = None,
+        monitor: RequestedMonitor, request: Request, since: UnixSeconds = None, until: UnixSeconds = None,
         resolution: Annotated[str | None, Query(description="Seconds or 1h/1d; automatic when absent")] = None,
         environment: Environments = None,
     ) -> Response:
-        plan = _stats_plan(since, until, resolution, datetime.now(UTC))
-        params = {"monitor_id": scope.monitor.id, "environments": environment, "resolution": plan.resolution,
-                  "source": plan.source, "start": from_unix(plan.start), "end": from_unix(plan.end)}
-        query = store.STATS_FROM_CHECKINS if plan.source is None else store.STATS_FROM_ROLLUPS
-        rows = await store.fetch_tuples(conn, query, params)
-        return JsonResponse(fill_buckets(plan, rows))
+        pool = request.app.state.pool
+        try:
+            plan = _stats_plan(since, until, resolution, datetime.now(UTC))
+        except BadParameter:
+            async with pool.connection() as conn:
+                await monitor.scope(conn)  # a missing monitor is a 404 before a bad parameter
+            raise
+
+        async def compute() -> bytes:
+            async with pool.connection() as conn:
+                scope = await monitor.scope(conn)
+                params = {"monitor_id": scope.monitor.id, "environments": environment, "resolution": plan.resolution,
+                          "source": plan.source, "start": from_unix(plan.start), "end": from_unix(plan.end)}
+                query = store.STATS_FROM_CHECKINS if plan.source is None else store.STATS_FROM_ROLLUPS
+                rows = await store.fetch_tuples(conn, query, params)
+            return render_json(fill_buckets(plan, rows))
+
+        # Keyed by the caller's organization and the path as requested (api.stats_cache).
+        cache: StatsCache = request.app.state.stats_cache
+        key = stats_key(monitor, environment, plan.resolution, plan.first, plan.last)
+        return RenderedJsonResponse(await cache.body(key, compute))
 
     @router.get("/environments/{environment}/", response_model=EnvironmentDetails,
                 summary="One environment: status, next and last check-in, open incident, recent check-ins")

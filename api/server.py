@@ -32,8 +32,10 @@ class ApiHttpProtocol(LimitedHttpToolsProtocol):
 def app_from_environment() -> FastAPI:
     """uvicorn factory, run in each worker process (workers share nothing but the database)."""
     from api.app import create_app
+    from api.stats_cache import STATS_CACHE_SECONDS
 
-    return create_app(os.environ.get(_URL_VARIABLE) or load().effective_database_url())
+    return create_app(os.environ.get(_URL_VARIABLE) or load().effective_database_url(),
+                      stats_cache_seconds=STATS_CACHE_SECONDS)
 
 
 def uvicorn_config(settings: Settings, workers: int = 1) -> uvicorn.Config:

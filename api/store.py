@@ -17,6 +17,9 @@ from typing import Any, TypeVar
 from psycopg import AsyncConnection
 from psycopg.rows import class_row, dict_row
 
+from schemas import rollup_counts
+from schemas.enums import MonitorStatus
+
 # --- rows -------------------------------------------------------------------------------
 
 
@@ -176,9 +179,10 @@ m.organization_id = %(organization_id)s::bigint AND NOT m.pending_deletion
 
 # Sort keys of the monitor list (Sentry's ``sort``): by name; by status (an open incident
 # first, then no result yet, then ok, disabled last); muted last.
-_STATUS_RANK = """
-CASE WHEN m.status = 1 THEN 9 ELSE coalesce((
-  SELECT min(CASE me.status WHEN 5 THEN 0 WHEN 0 THEN 1 WHEN 4 THEN 2 ELSE 3 END)
+_STATUS_RANK = f"""
+CASE WHEN m.status = {int(MonitorStatus.DISABLED)} THEN 9 ELSE coalesce((
+  SELECT min(CASE me.status WHEN {int(MonitorStatus.ERROR)} THEN 0 WHEN {int(MonitorStatus.ACTIVE)} THEN 1
+                            WHEN {int(MonitorStatus.OK)} THEN 2 ELSE 3 END)
   FROM monitor_environments me WHERE me.monitor_id = m.id AND NOT me.pending_deletion), 1) END
 """
 _MUTED = """
@@ -301,22 +305,18 @@ FROM (
 ) g
 """
 
-# The same figures computed from the check-ins, with the rollups' counting rules:
-# IN_PROGRESS is never counted; a duration counts when a finished check-in has one;
-# a check-in belongs to the bucket of its date_added.
-STATS_FROM_CHECKINS = """
+# The same figures computed from the check-ins, with the rollups' counting rules
+# (schemas.rollup_counts).
+STATS_FROM_CHECKINS = f"""
 SELECT date_part('epoch', g.bucket)::bigint AS ts, g.ok, g.error, g.missed, g.timeout, g.unknown,
        g.duration_sum, g.duration_count
 FROM (
   SELECT date_bin(make_interval(secs => %(resolution)s::integer), c.date_added, 'epoch'::timestamptz) AS bucket,
-         count(*) FILTER (WHERE c.status = 1) AS ok, count(*) FILTER (WHERE c.status = 2) AS error,
-         count(*) FILTER (WHERE c.status = 4) AS missed, count(*) FILTER (WHERE c.status = 5) AS timeout,
-         count(*) FILTER (WHERE c.status = 0) AS unknown,
-         coalesce(sum(c.duration_ms), 0)::bigint AS duration_sum, count(c.duration_ms) AS duration_count
+         {rollup_counts.COUNTS}
   FROM checkins c JOIN monitor_environments me ON me.id = c.monitor_environment_id
   WHERE c.monitor_id = %(monitor_id)s::bigint
     AND (%(environments)s::text[] IS NULL OR me.environment = ANY(%(environments)s::text[]))
-    AND c.status <> 3
+    AND {rollup_counts.COUNTED}
     AND c.date_added >= %(start)s::timestamptz AND c.date_added < %(end)s::timestamptz
   GROUP BY 1
 ) g

@@ -25,6 +25,7 @@ from api.stats import unix
 from api.store import EnvironmentRow, MonitorRow
 from api.timeline import TimelinePlan, cells_by_environment, plan_timeline
 from schemas.api import MonitorsTimeline
+from schemas.enums import CheckInStatus
 
 MAX_PER_PAGE = 1000
 PATH = f"{ORG_PREFIX}/monitors-timeline/"
@@ -46,12 +47,12 @@ ORDER BY m.name, m.id
 LIMIT %(limit)s::bigint OFFSET %(offset)s::bigint
 """
 
-_IN_PROGRESS = """
+_IN_PROGRESS = f"""
 SELECT c.monitor_environment_id,
        ((floor(date_part('epoch', c.date_added))::bigint - %(start)s::bigint) / %(resolution)s::bigint)::integer,
        0, 0, 0, 0, count(*)::integer, 0
 FROM checkins c
-WHERE c.status = 3
+WHERE c.status = {int(CheckInStatus.IN_PROGRESS)}
   AND c.monitor_environment_id = ANY(%(environment_ids)s::bigint[])
   AND c.date_added >= %(start_at)s::timestamptz AND c.date_added < %(end_at)s::timestamptz
 GROUP BY 1, 2

@@ -16,7 +16,7 @@ BENCHMARKS = {
     "pipeline": "end-to-end check-in throughput and produce→commit latency (issue: check-in processing)",
     "clock": "tick dispatch and MISSED/TIMEOUT marking for many monitors",
     "gateway": "HTTP ingest throughput and latency vs a do-nothing endpoint",
-    "api": "read API stats/list latency vs computing from the check-ins table",
+    "api": "read API stats (cached and not) and monitor list: requests/s, p50/p99 and CPU per request under 8 clients",
     "ceilings": "faust no-op agent vs confluent-kafka + handle_batch vs bare consumer on one topic",
     "notify": "incidents → outbox → relay → notifier → webhook: mass-outage delivery time, commit→delivery at a steady rate",
     "delete": "ingestion-shaped writes while a monitor with 200,000 check-ins is deleted and purged",

@@ -41,16 +41,16 @@ from typing import Any
 import psycopg
 
 from cronpipe.probes import high_watermarks
+from cronpipe.seeding import seed_monitors
 from schemas.argtypes import positive_float, positive_int
+from schemas.enums import CheckInStatus
 from schemas.minutes import floor_minute
 from schemas.settings import Settings
 
 UTC = timezone.utc
+MISSED = int(CheckInStatus.MISSED)
 #: An arbitrary minute in the past: the benchmark drives the clock itself.
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
-EVERY_MINUTE = {"schedule_type": "crontab", "schedule": "* * * * *", "checkin_margin": None,
-                "max_runtime": None, "timezone": "UTC", "failure_issue_threshold": None,
-                "recovery_threshold": None}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -81,24 +81,6 @@ def _scalar(cursor: psycopg.Cursor[Any]) -> Any:
     if row is None:
         raise RuntimeError("the query returned no row")
     return row[0]
-
-
-def seed_monitors(conn: psycopg.Connection[Any], count: int, *, next_checkin: datetime, margin_minutes: int = 1,
-                  config: dict[str, Any] | None = None, project_id: int = 1, slug_prefix: str = "bench") -> None:
-    """COPY ``count`` monitors of ``project_id`` (which must exist), each with a
-    ``production`` environment due at ``next_checkin + margin``."""
-    org_id = _scalar(conn.execute("SELECT organization_id FROM projects WHERE id = %s", (project_id,)))
-    text = json.dumps(config or EVERY_MINUTE)
-    with conn.cursor().copy("COPY monitors (organization_id, project_id, slug, name, config) FROM STDIN") as copy:
-        for i in range(count):
-            slug = f"{slug_prefix}-{i}"
-            copy.write_row((org_id, project_id, slug, slug, text))
-    conn.execute(
-        "INSERT INTO monitor_environments (monitor_id, environment, status, next_checkin, next_checkin_latest)"
-        " SELECT id, 'production', 4, %(next)s, %(latest)s FROM monitors"
-        " WHERE project_id = %(project)s AND slug LIKE %(pattern)s",
-        {"next": next_checkin, "latest": next_checkin + timedelta(minutes=margin_minutes),
-         "project": project_id, "pattern": f"{slug_prefix}-%"})
 
 
 def _create_database(settings: Settings) -> str:
@@ -255,7 +237,7 @@ def _run_once(settings: Settings, args: argparse.Namespace, guard: bool | None =
             _seed_volume_history(url)
         figures = asyncio.run(_measure(settings, topics, url, guard=guard, stall_s=args.stall_timeout, label=label))
         with psycopg.connect(url) as conn:
-            missed = _scalar(conn.execute("SELECT count(*) FROM checkins WHERE status = 4"))
+            missed = _scalar(conn.execute(f"SELECT count(*) FROM checkins WHERE status = {MISSED}"))
             rolled = _scalar(conn.execute("SELECT coalesce(sum(missed), 0) FROM checkin_rollups WHERE resolution = 3600"))
             decisions = _scalar(conn.execute("SELECT count(*) FROM clock_volume_decisions"))
     finally:
@@ -471,7 +453,7 @@ class MissedPoller:
         if not self.env_ids:
             return
         rows = conn.execute("SELECT monitor_environment_id, expected_time, date_clock FROM checkins"
-                            " WHERE status = 4 AND monitor_environment_id = ANY(%s)", (self.env_ids,))
+                            f" WHERE status = {MISSED} AND monitor_environment_id = ANY(%s)", (self.env_ids,))
         for env_id, expected, tick in rows:
             self.seen.setdefault((int(env_id), expected), (tick, now, frontier))
 
@@ -592,7 +574,7 @@ async def _drive_load(settings: Settings, topics: Any, url: str, args: argparse.
         poller.stop()
         thread.join(5)
         false_missed = _scalar(conn.execute("SELECT count(*) FROM checkins c JOIN monitors m ON m.id = c.monitor_id"
-                                    " WHERE c.status = 4 AND NOT m.slug = ANY(%s)", (silent,)))
+                                    f" WHERE c.status = {MISSED} AND NOT m.slug = ANY(%s)", (silent,)))
         processed_rate = _load_rate(poller.committed, warm_up_messages, total)
     return {"monitors": args.load_monitors, "silent_monitors": len(silent), "message_minutes": args.minutes,
             "warm_up_minutes": WARM_UP_MINUTES,

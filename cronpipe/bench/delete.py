@@ -25,7 +25,10 @@ import psycopg
 
 from cronpipe.bench.api import _create_database, _drop_database
 from schemas.argtypes import positive_float, positive_int
+from schemas.enums import CheckInStatus
 from schemas.migrate import apply_migrations
+
+OK = int(CheckInStatus.OK)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -57,7 +60,7 @@ def _seed(url: str, checkins: int) -> tuple[int, int, int]:
                      " FROM generate_series(0, %s) AS n))", (start.date(), max(days)))
         conn.execute(
             "INSERT INTO checkins (guid, project_id, monitor_id, monitor_environment_id, status, date_added,"
-            " date_updated) SELECT gen_random_uuid(), 1, %s, %s, 1, %s + g * interval '1 minute', now()"
+            f" date_updated) SELECT gen_random_uuid(), 1, %s, %s, {OK}, %s + g * interval '1 minute', now()"
             " FROM generate_series(1, %s) g", (ids[0], ids[1], start, checkins))
         conn.execute(
             "INSERT INTO checkin_rollups (monitor_environment_id, resolution, bucket, ok)"
@@ -89,7 +92,7 @@ class Writer(threading.Thread):
                             " date_added, date_updated) FROM STDIN") as copy:
                         for _ in range(self.batch):
                             self.ts += timedelta(seconds=1)
-                            copy.write_row((uuid.uuid4(), 1, self.monitor_id, self.env_id, 1, self.ts, self.ts))
+                            copy.write_row((uuid.uuid4(), 1, self.monitor_id, self.env_id, OK, self.ts, self.ts))
                     conn.execute("UPDATE monitor_environments SET last_checkin = %s WHERE id = %s",
                                  (self.ts, self.env_id))
                 self.latencies.append(time.perf_counter() - began)

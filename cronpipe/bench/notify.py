@@ -33,7 +33,8 @@ from typing import Any
 import orjson
 import psycopg
 
-from cronpipe.bench.clock import T0, _create_database, _drop, _stored, seed_monitors
+from cronpipe.bench.clock import T0, _create_database, _drop, _stored
+from cronpipe.seeding import seed_monitors
 from schemas.argtypes import positive_float, positive_int
 from schemas.settings import Settings
 

@@ -33,6 +33,7 @@ import psycopg
 
 from consumers.maintenance import store as maintenance
 from schemas.argtypes import positive_int
+from schemas.enums import CheckInStatus
 from schemas.migrate import apply_migrations, available
 from schemas.settings import Settings
 
@@ -42,15 +43,16 @@ Conn = psycopg.Connection[Any]
 _ROWS = """
 INSERT INTO {table} (guid, project_id, monitor_id, monitor_environment_id, status, date_added, date_updated,
                      date_clock, expected_time, duration_ms, monitor_config, trace_id, release{extra_columns})
-SELECT gen_random_uuid(), 1, 1 + n %% 1000, 1 + n %% 3000, 1, t, t, t, t, 1000 + n %% 60000,
+SELECT gen_random_uuid(), 1, 1 + n %% 1000, 1 + n %% 3000, {ok}, t, t, t, t, 1000 + n %% 60000,
        '{{"schedule_type": "crontab", "schedule": "*/5 * * * *", "checkin_margin": 1, "max_runtime": 30,
          "timezone": "UTC"}}'::jsonb, gen_random_uuid(), 'v1.2.3'{extra_values}
   FROM generate_series(0, %(n)s::bigint - 1) AS n,
        LATERAL (SELECT %(start)s::timestamptz + (n * %(span)s::float8 / %(n)s) * interval '1 second') AS s (t)
 """
 
-LATEST_IN_PROGRESS = """
-SELECT id FROM checkins WHERE monitor_environment_id = %(env)s AND status = 3 ORDER BY date_added DESC LIMIT 1
+LATEST_IN_PROGRESS = f"""
+SELECT id FROM checkins WHERE monitor_environment_id = %(env)s AND status = {int(CheckInStatus.IN_PROGRESS)}
+ORDER BY date_added DESC LIMIT 1
 """
 
 LATEST_CHECKIN = """
@@ -100,7 +102,7 @@ def _timed(conn: Conn, query: str, params: dict[str, Any] | None = None) -> floa
 def _insert(conn: Conn, n: int, start: date, days: float, retention: int | None = None,
             table: str = "checkins") -> float:
     extra = (", retention_days", f", {retention}") if retention else ("", "")
-    query = _ROWS.format(table=table, extra_columns=extra[0], extra_values=extra[1])
+    query = _ROWS.format(table=table, extra_columns=extra[0], extra_values=extra[1], ok=int(CheckInStatus.OK))
     return _timed(conn, query, {"n": n, "start": start, "span": days * 86400})
 
 

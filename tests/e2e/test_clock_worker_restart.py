@@ -18,7 +18,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from cronpipe.bench.clock import seed_monitors
+from cronpipe.seeding import seed_monitors
 from schemas.enums import CheckInStatus
 from schemas.topics import Topics
 from tests.integration.clock_helpers import ClockRig, seed_project

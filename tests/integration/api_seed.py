@@ -17,8 +17,8 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from cronpipe.admin import create_org, create_project, create_token
-from cronpipe.bench.api import ROLLUPS
 from schemas.enums import CheckInStatus, MonitorStatus
+from schemas.rollup_counts import REBUILD_ROLLUPS
 
 DEFAULT_CONFIG: dict[str, Any] = {
     "schedule_type": "crontab", "schedule": "0 * * * *", "checkin_margin": 5, "max_runtime": 30,
@@ -124,5 +124,5 @@ class Seeder:
     def build_rollups(self) -> None:
         self.conn.execute("DELETE FROM checkin_rollups")
         # Rollups as the processor keeps them (IN_PROGRESS never counted), rebuilt from the
-        # check-ins with the same SQL the API benchmark seeds with.
-        self.conn.execute(ROLLUPS)
+        # check-ins with the same SQL the API benchmark seeds with (schemas.rollup_counts).
+        self.conn.execute(REBUILD_ROLLUPS)
