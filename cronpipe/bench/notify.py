@@ -6,7 +6,8 @@ Two figures (issue 13), the steady one first (on a quiet pipeline):
    delivery, and commit→delivery percentiles;
 2. steady rate: ERROR check-ins for fresh monitors at ``--rate`` per second (each opens an
    incident in the processor's transaction) for ``--seconds``; measured: commit→delivery
-   p50/p99 (commit = the event's ``date_created``, the writing transaction's start).
+   p50/p99 (commit = the event's ``date_created``, the writing transaction's start), and
+   where that time goes (:func:`stages`, from the stamps each step stores).
 
 The worker (checkins, clock tasks, relay) and the notifier run as real ``cronpipe``
 processes against a database and topics of their own (dropped afterwards unless
@@ -54,6 +55,8 @@ class Receiver:
 
     def __init__(self) -> None:
         self.seen: dict[str, tuple[float, float]] = {}
+        #: event id → monitor slug
+        self.slugs: dict[str, str] = {}
         self.requests = 0
         self.port = 0
         self._ready = threading.Event()
@@ -83,6 +86,7 @@ class Receiver:
                 created = datetime.fromisoformat(event["date_created"]).timestamp()
                 self.requests += 1
                 self.seen.setdefault(event["event_id"], (created, now))
+                self.slugs.setdefault(event["event_id"], event["monitor"]["slug"])
                 writer.write(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n")
                 await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError):
@@ -92,6 +96,36 @@ class Receiver:
 def _percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+# Where the time between the incident's transaction and the receiver goes, per event:
+# every stamp is a transaction start (now()) of the step that wrote it.
+STAGE_STAMPS = """
+SELECT o.event_id::text, extract(epoch FROM o.sent_at)::float8, extract(epoch FROM e.date_received)::float8
+  FROM incident_outbox o LEFT JOIN alert_events e ON e.event_id = o.event_id
+ WHERE o.event_id = ANY(%(ids)s::uuid[])
+"""
+
+
+def stages(url: str, seen: dict[str, tuple[float, float]], produced: dict[str, float],
+           slugs: dict[str, str]) -> dict[str, dict[str, float]]:
+    """p50/p99 seconds of each step of the events in ``seen`` (event id → (date_created,
+    received)): produced → processor transaction (``produced`` by monitor slug), → the relay's
+    step that published it, → the notifier's batch that consumed it, → the receiver."""
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(STAGE_STAMPS, {"ids": list(seen)}).fetchall()
+    steps: dict[str, list[float]] = {"produced_to_transaction": [], "transaction_to_relay": [],
+                                     "relay_to_notifier": [], "notifier_to_received": []}
+    for event_id, relayed, consumed in rows:
+        created, received = seen[event_id]
+        if event_id in slugs and slugs[event_id] in produced:
+            steps["produced_to_transaction"].append(created - produced[slugs[event_id]])
+        if relayed is not None and consumed is not None:
+            steps["transaction_to_relay"].append(relayed - created)
+            steps["relay_to_notifier"].append(consumed - relayed)
+            steps["notifier_to_received"].append(received - consumed)
+    return {name: {"p50_s": round(_percentile(v, 0.5), 3), "p99_s": round(_percentile(v, 0.99), 3)}
+            for name, v in steps.items()}
 
 
 def _wait(predicate: Any, timeout_s: float, what: str) -> None:
@@ -142,6 +176,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         # Steady part: fresh monitors, one ERROR each (threshold 1 opens an incident).
         before = len(receiver.seen)
         count = int(args.rate * args.seconds)
+        produced: dict[str, float] = {}
         begin = time.monotonic()
         for i in range(count):
             due = begin + i / args.rate
@@ -151,17 +186,21 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
             slug = f"steady-{i}"
             payload = {"check_in_id": uuid.uuid4().hex, "monitor_slug": slug, "status": "error",
                        "monitor_config": {"schedule": {"type": "crontab", "value": "0 * * * *"}}}
+            produced[slug] = time.time()
             producer.produce(topics.ingest, key=f"1:{slug}".encode(),
-                             value=encode_check_in(payload, project_id=1, start_time=time.time()))
+                             value=encode_check_in(payload, project_id=1, start_time=produced[slug]))
             producer.poll(0)
         producer.flush(10)
         _wait(lambda: len(receiver.seen) >= before + count, 300, f"{count} steady deliveries")
-        steady = list(receiver.seen.values())[before:]
+        steady_ids = list(receiver.seen)[before:]
+        steady = [receiver.seen[i] for i in steady_ids]
         latencies = [a - c for c, a in steady]
         steady_figures = {"rate_per_s": args.rate, "seconds": args.seconds, "incidents": count,
                           "commit_to_delivery_p50_s": round(_percentile(latencies, 0.5), 3),
                           "commit_to_delivery_p99_s": round(_percentile(latencies, 0.99), 3),
-                          "commit_to_delivery_max_s": round(max(latencies), 3)}
+                          "commit_to_delivery_max_s": round(max(latencies), 3),
+                          "stages": stages(url, {i: receiver.seen[i] for i in steady_ids}, produced,
+                                           receiver.slugs)}
         # Mass outage: one tick makes every seeded monitor MISSED and opens its incident.
         before = len(receiver.seen)
         started = time.time()
