@@ -51,6 +51,11 @@ retention (worker and `cronpipe maintain`):
   CRONPIPE_MAINTENANCE_INTERVAL          seconds between the worker's maintenance passes;
                                          0 = off (default 3600)
   CRONPIPE_MAINTENANCE_BATCH_SIZE        rows per statement of the batched deletes (default 10000)
+  CRONPIPE_OUTBOX_RETENTION_DAYS         days a published incident_outbox row is kept after it
+                                         was sent; unsent rows are never deleted (default 7)
+  CRONPIPE_DELIVERY_RETENTION_DAYS       days the delivery log, finished deliveries and consumed
+                                         alert events are kept; deliveries still being retried
+                                         are never deleted (default 30)
 gateway:
   CRONPIPE_GATEWAY_KEY_CACHE_TTL     seconds a project key lookup is cached; a revoked key
                                      stops working within this time (default 10)
@@ -325,7 +330,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("maintain", cmd_maintain,
             "one retention pass: create check-in partitions ahead, drop expired partitions (DETACH "
-            "CONCURRENTLY, DROP), trim shorter retentions and old rollups in batches; progress on "
+            "CONCURRENTLY, DROP), trim shorter retentions and old rollups, prune sent outbox rows, "
+            "finished deliveries, the delivery log and consumed alert events, in batches; progress on "
             "stderr, a JSON summary on stdout. Safe beside running workers: one pass at a time")
     p.add_argument("--now", type=_utc_time, default=None,
                    help="pretend it is this time (ISO 8601, UTC unless an offset is given; default: now)")

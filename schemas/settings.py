@@ -81,6 +81,10 @@ class Settings:
     maintenance_interval_s: float = field(default_factory=lambda: float(_env("MAINTENANCE_INTERVAL", "3600")))
     #: Rows per statement of the maintenance's batched deletes.
     maintenance_batch_size: int = field(default_factory=lambda: int(_env("MAINTENANCE_BATCH_SIZE", "10000")))
+    #: Days a sent incident_outbox row is kept (unsent ones are never deleted).
+    outbox_retention_days: int = field(default_factory=lambda: int(_env("OUTBOX_RETENTION_DAYS", "7")))
+    #: Days the delivery log, finished deliveries and consumed alert events are kept.
+    delivery_retention_days: int = field(default_factory=lambda: int(_env("DELIVERY_RETENTION_DAYS", "30")))
     #: The volume-anomaly guard (Sentry's system incidents); "0" turns it off.
     volume_guard: bool = field(default_factory=lambda: _env("VOLUME_GUARD", "1") not in ("0", "false", "no"))
     #: A drop of this many percent against the baseline is an abnormal / an incident minute.
