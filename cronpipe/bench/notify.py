@@ -131,8 +131,10 @@ class CommitWatcher:
         with psycopg.connect(self._url, autocommit=True) as conn:
             conn.execute("LISTEN bench_outbox")
             while not self._stop.is_set():
-                for note in conn.notifies(timeout=0.5):
-                    at = time.time()
+                # Collected first: the connection cannot run a query inside notifies().
+                notes = list(conn.notifies(timeout=0.5, stop_after=1))
+                at = time.time()
+                for note in notes:
                     low, high = (int(x) for x in note.payload.split())
                     # Rows of the range that are visible now committed by now: the
                     # notifying transaction's, or earlier ones already stamped.
@@ -179,7 +181,7 @@ def stages(url: str, seen: dict[str, tuple[float, float]], produced: dict[str, f
             steps["relay_to_notifier"].append(consumed - relayed)
             steps["notifier_to_received"].append(received - consumed)
     return {name: {"p50_s": round(_percentile(v, 0.5), 3), "p99_s": round(_percentile(v, 0.99), 3)}
-            for name, v in steps.items()}
+            for name, v in steps.items() if v}
 
 
 def _wait(predicate: Any, timeout_s: float, what: str) -> None:
