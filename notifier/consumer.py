@@ -24,7 +24,7 @@ __all__ = ["EventConsumer"]
 log = logging.getLogger("cronpipe.notifier")
 
 BATCH_SIZE = 1000
-BATCH_WITHIN_S = 0.05
+POLL_S = 0.25
 
 
 class EventConsumer:
@@ -50,8 +50,15 @@ class EventConsumer:
         consumer.assign(partitions)
 
     def run_once(self) -> bool:
-        """Consume and record one batch; True when there were messages."""
-        raw = self._consumer.consume(BATCH_SIZE, BATCH_WITHIN_S)
+        """Consume and record one batch; True when there were messages.
+
+        Waits up to POLL_S for a first message, then takes only what is already fetched
+        (``consume`` with a count waits out its whole timeout when fewer arrive): one
+        event is recorded as soon as it arrives, a burst still in batches."""
+        first = self._consumer.poll(POLL_S)
+        if first is None:
+            return False
+        raw = [first, *self._consumer.consume(BATCH_SIZE - 1, 0)]
         events: list[IncidentEvent] = []
         offsets: dict[int, int] = {}
         for m in raw:

@@ -49,7 +49,7 @@ class Notifier:
                                     kwargs={"autocommit": True, "application_name": "cronpipe-notifier",
                                             "connect_timeout": 3},
                                     check=ConnectionPool.check_connection, reconnect_timeout=4.0, open=True)
-        self._senders: dict[int, asyncio.Task[None]] = {}
+        self._senders: dict[int, tuple[ChannelSender, asyncio.Task[None]]] = {}
 
     def _connect(self) -> Any:
         return self._pool.connection()
@@ -67,8 +67,10 @@ class Notifier:
         thread.start()
         try:
             while not stop.is_set():
-                await self._start_senders()
+                # Cleared before the senders are looked at: a commit during the look wakes
+                # the next round at once instead of waiting out the poll.
                 wake.clear()
+                await self._start_senders()
                 waiters = [asyncio.ensure_future(wake.wait()), asyncio.ensure_future(stop.wait())]
                 await asyncio.wait(waiters, timeout=POLL_S, return_when=asyncio.FIRST_COMPLETED)
                 for w in waiters:
@@ -76,7 +78,7 @@ class Notifier:
         finally:
             consumer_stop.set()
             await asyncio.to_thread(thread.join, 15)
-            running = [t for t in self._senders.values() if not t.done()]
+            running = [t for _, t in self._senders.values() if not t.done()]
             if running:
                 await asyncio.wait(running, timeout=self._config.timeout_s + 1)
             self._pool.close()
@@ -91,12 +93,14 @@ class Notifier:
             log.warning("cannot read due deliveries (%s)", exc)
             return
         for channel_id in channels:
-            task = self._senders.get(channel_id)
-            if task is None or task.done():
-                if task is not None and not task.cancelled() and task.exception() is not None:
-                    log.error("channel %d sender stopped: %s", channel_id, task.exception())
-                self._senders[channel_id] = asyncio.create_task(
-                    ChannelSender(channel_id, self._connect, self._config).run(), name=f"channel-{channel_id}")
+            sender, task = self._senders.get(channel_id, (None, None))
+            if sender is not None and task is not None and not task.done():
+                sender.kick()  # running: it looks again before it returns
+                continue
+            if task is not None and not task.cancelled() and task.exception() is not None:
+                log.error("channel %d sender stopped: %s", channel_id, task.exception())
+            sender = ChannelSender(channel_id, self._connect, self._config)
+            self._senders[channel_id] = sender, asyncio.create_task(sender.run(), name=f"channel-{channel_id}")
 
 
 def run_notifier(settings: Settings) -> int:

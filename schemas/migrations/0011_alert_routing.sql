@@ -26,3 +26,17 @@ CREATE INDEX incident_outbox_sent ON incident_outbox (sent_at) WHERE sent_at IS 
 CREATE INDEX alert_deliveries_finished ON alert_deliveries (date_finished) WHERE status <> 'pending';
 CREATE INDEX alert_delivery_log_added ON alert_delivery_log (date_added);
 CREATE INDEX alert_events_received ON alert_events (date_received);
+
+-- The relay waits for this instead of polling (consumers/incidents/relay.py): a
+-- transaction that wrote or released outbox rows NOTIFYs `cronpipe_outbox` when it
+-- commits (never when it rolls back). Statement-level and without payload, so a batch
+-- sends one notification, and PostgreSQL folds repeats within a transaction into one.
+-- Cost: a notifying commit takes PostgreSQL's notify-queue lock for its commit, which
+-- serializes commits of the few outbox writers (processor batches, clock tasks).
+CREATE FUNCTION cronpipe_outbox_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('cronpipe_outbox', '');
+    RETURN NULL;
+END $$;
+CREATE TRIGGER incident_outbox_notify AFTER INSERT OR UPDATE OF held ON incident_outbox
+    FOR EACH STATEMENT EXECUTE FUNCTION cronpipe_outbox_notify();
