@@ -29,7 +29,9 @@ POLL_S = 0.25
 
 class EventConsumer:
     def __init__(self, bootstrap: str, topic: str, group: str, connect: Callable[[], Any],
-                 on_commit: Callable[[], None]) -> None:
+                 on_commit: Callable[[set[int]], None]) -> None:
+        """``on_commit`` is called (in this thread) after each committed batch with the ids
+        of the channels that got new deliveries."""
         self._topic = topic
         self._group = group
         self._connect = connect
@@ -74,8 +76,9 @@ class EventConsumer:
                 log.error("undecodable incident event [%d]@%d skipped: %s", partition, offset, exc)
         if offsets:
             with self._connect() as conn:
-                store.record_events(conn, events, group=self._group, topic=self._topic, next_offsets=offsets)
-            self._on_commit()
+                created = store.record_events(conn, events, group=self._group, topic=self._topic,
+                                              next_offsets=offsets)
+            self._on_commit(set(created))
         return bool(raw)
 
     def run(self, stop: threading.Event) -> None:

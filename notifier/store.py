@@ -82,6 +82,7 @@ SELECT e.id, c.id
         SELECT 1 FROM monitor_alert_channels r WHERE r.monitor_id = m.id AND r.channel_id = c.id))
  ORDER BY e.ord, c.id
 ON CONFLICT (event_id, channel_id) DO NOTHING
+RETURNING channel_id
 """
 
 
@@ -92,20 +93,22 @@ def load_offsets(conn: Conn, group: str, topic: str) -> dict[int, int]:
 
 
 def record_events(conn: Conn, events: Sequence[IncidentEvent], *, group: str, topic: str,
-                  next_offsets: Mapping[int, int]) -> int:
+                  next_offsets: Mapping[int, int]) -> dict[int, int]:
     """Store consumed events, one delivery per (event, channel its monitor routes to), and
-    the consumed offsets, in one transaction; returns the deliveries created. An event
-    seen before (a redelivery, or a republished outbox row) creates nothing new."""
+    the consumed offsets, in one transaction; returns the deliveries created per channel
+    id. An event seen before (a redelivery, or a republished outbox row) creates nothing new."""
     with conn.transaction():
-        created = 0
+        created: dict[int, int] = {}
         if events:
             ids = [e.event_id for e in events]
             conn.execute(INSERT_EVENTS, {"ids": ids, "payloads": [orjson.dumps(e.model_dump(mode="json")).decode()
                                                                   for e in events]})
-            created = conn.execute(INSERT_DELIVERIES, {
+            cur = conn.execute(INSERT_DELIVERIES, {
                 "ids": ids, "orgs": [e.organization.id for e in events], "monitors": [e.monitor.id for e in events],
                 "muted": [e.is_muted for e in events],
-                "ords": list(range(len(events)))}).rowcount
+                "ords": list(range(len(events)))})
+            for (channel_id,) in cur:
+                created[channel_id] = created.get(channel_id, 0) + 1
         conn.execute(SAVE_OFFSETS, {"group": group, "topic": topic, "partitions": list(next_offsets),
                                     "offsets": list(next_offsets.values())})
     return created
