@@ -5,7 +5,8 @@ Every operation runs inside the caller's transaction on a writable connection an
 clock tasks (docs/api.md "Consistency with the stream"): monitors (by id), then their
 environments (by id), then check-ins. A write locks the monitor row first, so it waits
 for a processor batch or clock task that holds it and vice versa; the later commit wins
-and reads what the earlier one stored.
+and reads what the earlier one stored. The alert channels a monitor is routed to are
+locked after the monitor and before its routes, the order a channel's delete takes too.
 
 Errors are ApiErrors (400 naming the field, 404), shown as they are by the routes and the
 command line.
@@ -16,7 +17,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from psycopg import AsyncConnection, errors
 from psycopg.types.json import Jsonb
@@ -155,6 +156,61 @@ WHERE m.id = %(monitor_id)s
 """
 
 
+# --- alert routing ----------------------------------------------------------------------
+
+# The named channels, of this organization only (another one's is "no channel", as a
+# missing one), locked against a concurrent delete until the routes are written.
+ROUTE_CHANNELS = """
+SELECT id, guid FROM alert_channels
+WHERE organization_id = %(organization_id)s AND guid = ANY(%(guids)s::uuid[])
+ORDER BY id
+FOR KEY SHARE
+"""
+
+SELECT_ROUTING = "UPDATE monitors SET alert_channels_selected = %(selected)s WHERE id = %(id)s"
+
+CLEAR_ROUTES = "DELETE FROM monitor_alert_channels WHERE monitor_id = %(id)s"
+
+ADD_ROUTES = """
+INSERT INTO monitor_alert_channels (monitor_id, channel_id, organization_id)
+SELECT %(id)s, c, %(organization_id)s FROM unnest(%(channel_ids)s::bigint[]) AS c
+"""
+
+
+def _channel_guids(texts: list[str]) -> list[uuid.UUID]:
+    guids = []
+    for text in texts:
+        try:
+            guids.append(uuid.UUID(text))
+        except ValueError:
+            raise BadParameter("alertChannels", f"no channel {text[:64]!r} in this organization") from None
+    return sorted(set(guids))
+
+
+async def route_alerts(conn: Conn, organization_id: int, monitor_id: int,
+                       channels: list[str] | Literal["all"] | None) -> None:
+    """Route the (locked or new) monitor's notifications: ``"all"`` channels of its
+    organization, or only the listed channel ids; None leaves the routing as it is."""
+    if channels is None:
+        return
+    if channels == "all":
+        await conn.execute(CLEAR_ROUTES, {"id": monitor_id})
+        await conn.execute(SELECT_ROUTING, {"id": monitor_id, "selected": False})
+        return
+    # Channels are locked before the routes are touched, the order a channel's delete
+    # (channel, then its routes by cascade) takes too.
+    guids = _channel_guids(list(channels))
+    cur = await conn.execute(ROUTE_CHANNELS, {"organization_id": organization_id, "guids": guids})
+    found = {guid: channel_id for channel_id, guid in await cur.fetchall()}
+    missing = [str(g) for g in guids if g not in found]
+    if missing:
+        raise BadParameter("alertChannels", f"no channel {missing[0]!r} in this organization")
+    await conn.execute(CLEAR_ROUTES, {"id": monitor_id})
+    await conn.execute(SELECT_ROUTING, {"id": monitor_id, "selected": True})
+    await conn.execute(ADD_ROUTES, {"id": monitor_id, "organization_id": organization_id,
+                                    "channel_ids": list(found.values())})
+
+
 async def create_monitor(conn: Conn, organization_id: int, body: MonitorWrite) -> int:
     """Insert a monitor from a POST body; return its id. 400 names the field."""
     if body.project is None:
@@ -173,6 +229,7 @@ async def create_monitor(conn: Conn, organization_id: int, body: MonitorWrite) -
     row = await cur.fetchone()
     if row is None:
         raise _slug_taken(slug)
+    await route_alerts(conn, organization_id, int(row[0]), body.alert_channels)
     return int(row[0])
 
 
@@ -206,6 +263,7 @@ async def update_monitor(conn: Conn, organization_id: int, monitor_id: int, body
                 "status": new_status, "config": Jsonb(config_to_json(new)), "config_written": body.config is not None})
     except errors.UniqueViolation:
         raise _slug_taken(new_slug) from None
+    await route_alerts(conn, organization_id, monitor_id, body.alert_channels)
     envs = await _lock_environments(conn, monitor_id, None)
     await _recompute(conn, envs, old, new, enabling=status == MonitorStatus.DISABLED and new_status != status,
                      now=now)

@@ -63,6 +63,7 @@ def monitor(row: MonitorRow, environments: Iterable[EnvironmentRow]) -> Monitor:
         environments=[environment(e) for e in environments],
         is_muted=all(e.is_muted for e in environments) if environments else row.is_muted,
         is_upserting=row.is_upserting,
+        alert_channels="all" if row.alert_channels is None else [str(g) for g in row.alert_channels],
     )
 
 

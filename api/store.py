@@ -49,6 +49,8 @@ class MonitorRow:
     date_created: datetime
     is_muted: bool
     is_upserting: bool
+    #: The channels it names (guids), or None: every channel of the organization.
+    alert_channels: list[uuid.UUID] | None
 
 
 @dataclass(frozen=True)
@@ -119,9 +121,14 @@ WHERE p.organization_id = %(organization_id)s::bigint
 ORDER BY p.id LIMIT 1
 """
 
-_MONITOR_COLUMNS = """
+# The channel list is read only for a monitor that names its channels (a CASE branch's
+# subquery runs only when taken).
+MONITOR_COLUMNS = """
 m.id, m.guid, m.organization_id, m.project_id, p.slug AS project_slug, m.slug, m.name,
-m.status, m.config, m.date_created, m.is_muted, m.is_upserting
+m.status, m.config, m.date_created, m.is_muted, m.is_upserting,
+CASE WHEN m.alert_channels_selected THEN ARRAY(
+    SELECT c.guid FROM monitor_alert_channels r JOIN alert_channels c ON c.id = r.channel_id
+     WHERE r.monitor_id = m.id ORDER BY c.id) END AS alert_channels
 """
 
 # The token's organization, the project (on project routes, when ``project_key`` is set)
@@ -145,7 +152,7 @@ LEFT JOIN LATERAL (
   ORDER BY p.id LIMIT 1
 ) sp ON %(project_key)s::text IS NOT NULL
 LEFT JOIN LATERAL (
-  SELECT {_MONITOR_COLUMNS}
+  SELECT {MONITOR_COLUMNS}
   FROM monitors m JOIN projects p ON p.id = m.project_id
   WHERE m.organization_id = o.id
     AND (%(project_key)s::text IS NULL OR m.project_id = sp.id)
@@ -196,7 +203,7 @@ MONITOR_SORTS = {"name": "m.name, m.id", "status": f"{_STATUS_RANK}, m.name, m.i
 def monitor_list(sort: str) -> str:
     """The monitor list query ordered by one of :data:`MONITOR_SORTS` (never client text)."""
     return f"""
-SELECT {_MONITOR_COLUMNS}
+SELECT {MONITOR_COLUMNS}
 FROM monitors m JOIN projects p ON p.id = m.project_id
 WHERE {_MONITOR_LIST_WHERE}
 ORDER BY {MONITOR_SORTS[sort]}
@@ -205,7 +212,7 @@ LIMIT %(limit)s::bigint OFFSET %(offset)s::bigint
 
 
 MONITORS_BY_ID = f"""
-SELECT {_MONITOR_COLUMNS}
+SELECT {MONITOR_COLUMNS}
 FROM monitors m JOIN projects p ON p.id = m.project_id
 WHERE m.id = ANY(%(ids)s::bigint[])
 ORDER BY m.id

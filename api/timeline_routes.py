@@ -22,7 +22,7 @@ from api.resolve import Conn, Organization, as_guid, as_number
 from api.responses import JsonResponse
 from api.routes import ERRORS, ORG_PREFIX
 from api.stats import unix
-from api.store import EnvironmentRow, MonitorRow
+from api.store import MONITOR_COLUMNS, EnvironmentRow, MonitorRow
 from api.timeline import TimelinePlan, cells_by_environment, plan_timeline
 from schemas.api import MonitorsTimeline
 from schemas.enums import CheckInStatus
@@ -31,9 +31,8 @@ MAX_PER_PAGE = 1000
 PATH = f"{ORG_PREFIX}/monitors-timeline/"
 
 # The monitor list's filters (api.store.MONITOR_LIST) plus ``monitor`` (guid or slug).
-TIMELINE_MONITORS = """
-SELECT m.id, m.guid, m.organization_id, m.project_id, p.slug AS project_slug, m.slug, m.name,
-       m.status, m.config, m.date_created, m.is_muted, m.is_upserting
+TIMELINE_MONITORS = f"""
+SELECT {MONITOR_COLUMNS}
 FROM monitors m JOIN projects p ON p.id = m.project_id
 WHERE m.organization_id = %(organization_id)s::bigint AND NOT m.pending_deletion
   AND (%(project_keys)s::text[] IS NULL

@@ -287,7 +287,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("maintain", cmd_maintain,
             "one retention pass: create check-in partitions ahead, drop expired partitions (DETACH "
-            "CONCURRENTLY, DROP), trim shorter retentions and old rollups in batches; progress on "
+            "CONCURRENTLY, DROP), trim shorter retentions and old rollups, prune sent outbox rows, "
+            "finished deliveries, the delivery log and consumed alert events, in batches; progress on "
             "stderr, a JSON summary on stdout. Safe beside running workers: one pass at a time")
     p.add_argument("--now", type=_utc_time, default=None,
                    help="pretend it is this time (ISO 8601, UTC unless an offset is given; default: now)")

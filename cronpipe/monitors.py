@@ -47,6 +47,10 @@ def _body(args: argparse.Namespace) -> MonitorWrite:
             fields["config"] = json.loads(args.config)
         except ValueError as exc:
             raise AdminError(f"--config is not JSON: {exc}") from None
+    if getattr(args, "channel", None):
+        fields["alert_channels"] = args.channel
+    elif getattr(args, "all_channels", False):
+        fields["alert_channels"] = "all"
     fields.update(SHORTCUTS.get(args.action, {}))
     try:
         return MonitorWrite.model_validate({k: v for k, v in fields.items() if v is not None})
@@ -126,11 +130,18 @@ def add_parser(sub: Any, func: Any) -> None:
     p.add_argument("--slug")
     p.add_argument("--status", choices=["active", "disabled"])
     p.add_argument("--config", required=True, help='JSON, e.g. \'{"schedule_type": "crontab", "schedule": "0 3 * * *"}\'')
-    p = action("update", "change name, slug, status or config (merged into the stored one)")
+    p.add_argument("--channel", action="append", metavar="CHANNEL_ID",
+                   help="notify only this alert channel (repeatable; default: every channel of the organization)")
+    p = action("update", "change name, slug, status, config (merged into the stored one) or alert routing")
     p.add_argument("--name")
     p.add_argument("--slug")
     p.add_argument("--status", choices=["active", "disabled"])
     p.add_argument("--config", help="JSON keys to merge into the stored config")
+    routing = p.add_mutually_exclusive_group()
+    routing.add_argument("--channel", action="append", metavar="CHANNEL_ID",
+                         help="notify only these alert channels (repeatable; replaces the monitor's list)")
+    routing.add_argument("--all-channels", action="store_true",
+                         help="notify every channel of the organization again (the default routing)")
     for name, help_ in (("mute", "mute every environment"), ("unmute", "unmute every environment"),
                         ("disable", "stop accepting check-ins and clock tasks"),
                         ("enable", "accept check-ins again, expecting the next slot after now")):

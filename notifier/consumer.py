@@ -24,12 +24,14 @@ __all__ = ["EventConsumer"]
 log = logging.getLogger("cronpipe.notifier")
 
 BATCH_SIZE = 1000
-BATCH_WITHIN_S = 0.05
+POLL_S = 0.25
 
 
 class EventConsumer:
     def __init__(self, bootstrap: str, topic: str, group: str, connect: Callable[[], Any],
-                 on_commit: Callable[[], None]) -> None:
+                 on_commit: Callable[[set[int]], None]) -> None:
+        """``on_commit`` is called (in this thread) after each committed batch with the ids
+        of the channels that got new deliveries."""
         self._topic = topic
         self._group = group
         self._connect = connect
@@ -50,8 +52,15 @@ class EventConsumer:
         consumer.assign(partitions)
 
     def run_once(self) -> bool:
-        """Consume and record one batch; True when there were messages."""
-        raw = self._consumer.consume(BATCH_SIZE, BATCH_WITHIN_S)
+        """Consume and record one batch; True when there were messages.
+
+        Waits up to POLL_S for a first message, then takes only what is already fetched
+        (``consume`` with a count waits out its whole timeout when fewer arrive): one
+        event is recorded as soon as it arrives, a burst still in batches."""
+        first = self._consumer.poll(POLL_S)
+        if first is None:
+            return False
+        raw = [first, *self._consumer.consume(BATCH_SIZE - 1, 0)]
         events: list[IncidentEvent] = []
         offsets: dict[int, int] = {}
         for m in raw:
@@ -67,8 +76,9 @@ class EventConsumer:
                 log.error("undecodable incident event [%d]@%d skipped: %s", partition, offset, exc)
         if offsets:
             with self._connect() as conn:
-                store.record_events(conn, events, group=self._group, topic=self._topic, next_offsets=offsets)
-            self._on_commit()
+                created = store.record_events(conn, events, group=self._group, topic=self._topic,
+                                              next_offsets=offsets)
+            self._on_commit(set(created))
         return bool(raw)
 
     def run(self, stop: threading.Event) -> None:

@@ -107,7 +107,11 @@ async def send(session: aiohttp.ClientSession, resolver: PinnedResolver, channel
 
 
 class ChannelSender:
-    """Drains one channel's due deliveries until none is due, then returns."""
+    """Drains one channel's due deliveries until none is due, then returns.
+
+    :meth:`kick` (more deliveries were recorded) makes a running drain look once more
+    before it returns, so a delivery recorded while the drain was finishing never waits
+    for the next poll."""
 
     def __init__(self, channel_id: int, connect: Callable[[], Any], config: DeliveryConfig) -> None:
         self._channel_id = channel_id
@@ -115,6 +119,18 @@ class ChannelSender:
         self._config = config
         self._limit = asyncio.Semaphore(config.concurrency)
         self._rand = random.Random()
+        self._again = False
+
+    def kick(self) -> None:
+        self._again = True
+
+    def _claim(self, conn: Any) -> tuple[store.Channel | None, list[store.DueDelivery]]:
+        """The channel as it is now and its due deliveries, claimed: one database round."""
+        channel = store.load_channel(conn, self._channel_id)
+        if channel is None:
+            return None, []
+        return channel, store.claim_due(conn, self._channel_id, limit=self._config.concurrency * 16,
+                                        lease_s=self._config.timeout_s + 5)
 
     async def _db(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         def call() -> Any:
@@ -126,13 +142,14 @@ class ChannelSender:
         resolver = PinnedResolver()
         async with open_session(resolver, self._config.concurrency) as session:
             while True:
-                channel: store.Channel | None = await self._db(store.load_channel, self._channel_id)
+                self._again = False
+                claimed: tuple[store.Channel | None, list[store.DueDelivery]] = await self._db(self._claim)
+                channel, due = claimed
                 if channel is None:
                     return  # deleted
-                due: list[store.DueDelivery] = await self._db(
-                    store.claim_due, self._channel_id, limit=self._config.concurrency * 16,
-                    lease_s=self._config.timeout_s + 5)
                 if not due:
+                    if self._again:
+                        continue
                     return
                 # A failing channel still gets queued test notifications (the API's test
                 # route): a delivered one revives it.

@@ -1,8 +1,10 @@
 """`cronpipe notifier`: the event consumer thread plus one delivery task per channel.
 
-The main loop only looks for channels with due deliveries and starts a
-:class:`~notifier.delivery.ChannelSender` for each that has none running; it wakes when
-the consumer commits a batch or every ``POLL_S``. SIGTERM/SIGINT stop it: in-flight
+The main loop starts a :class:`~notifier.delivery.ChannelSender` for each channel with
+due deliveries that has none running (and kicks a running one). The consumer's commits
+name the channels they gave deliveries, which are started at once, without a query;
+every ``POLL_S`` the loop also asks the database which channels have due deliveries
+(retries, expired leases, tests queued through the API). SIGTERM/SIGINT stop it: in-flight
 attempts finish, unfinished ones stay pending (leased) and are retried after a restart.
 """
 
@@ -12,6 +14,7 @@ import asyncio
 import logging
 import signal
 import threading
+from collections.abc import Iterable
 from typing import Any
 
 from psycopg_pool import ConnectionPool
@@ -49,7 +52,9 @@ class Notifier:
                                     kwargs={"autocommit": True, "application_name": "cronpipe-notifier",
                                             "connect_timeout": 3},
                                     check=ConnectionPool.check_connection, reconnect_timeout=4.0, open=True)
-        self._senders: dict[int, asyncio.Task[None]] = {}
+        self._senders: dict[int, tuple[ChannelSender, asyncio.Task[None]]] = {}
+        #: Channels the consumer gave deliveries since the loop last looked.
+        self._fresh: set[int] = set()
 
     def _connect(self) -> Any:
         return self._pool.connection()
@@ -58,45 +63,64 @@ class Notifier:
         loop = asyncio.get_running_loop()
         wake = asyncio.Event()
         consumer_stop = threading.Event()
-        def woken() -> None:
-            loop.call_soon_threadsafe(wake.set)
+
+        def fresh(channels: set[int]) -> None:  # on the loop
+            self._fresh |= channels
+            wake.set()
+
+        def woken(channels: set[int]) -> None:  # in the consumer's thread
+            if channels:
+                loop.call_soon_threadsafe(fresh, channels)
 
         consumer = EventConsumer(self._settings.kafka_bootstrap, self._topics.incidents,
                                  f"{self._settings.topic_prefix}cronpipe-notifier", self._connect, woken)
         thread = threading.Thread(target=consumer.run, args=(consumer_stop,), name="notifier-consumer", daemon=True)
         thread.start()
         try:
+            polled = 0.0
             while not stop.is_set():
-                await self._start_senders()
+                # Cleared before the senders are looked at: a commit during the look wakes
+                # the next round at once instead of waiting out the poll.
                 wake.clear()
+                channels, self._fresh = self._fresh, set()
+                self._drain(channels)
+                if loop.time() - polled >= POLL_S:
+                    polled = loop.time()
+                    self._drain(await self._due_channels())
                 waiters = [asyncio.ensure_future(wake.wait()), asyncio.ensure_future(stop.wait())]
-                await asyncio.wait(waiters, timeout=POLL_S, return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait(waiters, timeout=max(0.0, polled + POLL_S - loop.time()),
+                                   return_when=asyncio.FIRST_COMPLETED)
                 for w in waiters:
                     w.cancel()
         finally:
             consumer_stop.set()
             await asyncio.to_thread(thread.join, 15)
-            running = [t for t in self._senders.values() if not t.done()]
+            running = [t for _, t in self._senders.values() if not t.done()]
             if running:
                 await asyncio.wait(running, timeout=self._config.timeout_s + 1)
             self._pool.close()
 
-    async def _start_senders(self) -> None:
+    async def _due_channels(self) -> list[int]:
         def due() -> list[int]:
             with self._connect() as conn:
                 return store.due_channels(conn)
         try:
-            channels = await asyncio.to_thread(due)
+            return await asyncio.to_thread(due)
         except Exception as exc:  # database down: try again on the next poll
             log.warning("cannot read due deliveries (%s)", exc)
-            return
+            return []
+
+    def _drain(self, channels: Iterable[int]) -> None:
+        """Start a sender for each channel, or kick the one running."""
         for channel_id in channels:
-            task = self._senders.get(channel_id)
-            if task is None or task.done():
-                if task is not None and not task.cancelled() and task.exception() is not None:
-                    log.error("channel %d sender stopped: %s", channel_id, task.exception())
-                self._senders[channel_id] = asyncio.create_task(
-                    ChannelSender(channel_id, self._connect, self._config).run(), name=f"channel-{channel_id}")
+            sender, task = self._senders.get(channel_id, (None, None))
+            if sender is not None and task is not None and not task.done():
+                sender.kick()  # running: it looks again before it returns
+                continue
+            if task is not None and not task.cancelled() and task.exception() is not None:
+                log.error("channel %d sender stopped: %s", channel_id, task.exception())
+            sender = ChannelSender(channel_id, self._connect, self._config)
+            self._senders[channel_id] = sender, asyncio.create_task(sender.run(), name=f"channel-{channel_id}")
 
 
 def run_notifier(settings: Settings) -> int:

@@ -66,14 +66,23 @@ ON CONFLICT (event_id) DO NOTHING
 """
 
 # Muted environments get no deliveries (the incident is recorded, nothing is sent).
+# Routing (monitors.alert_channels_selected, monitor_alert_channels) is read as it is
+# when the event is consumed: every channel of the organization, or only the ones the
+# monitor names. The monitor is looked up in the event's organization only; an event of
+# a monitor that no longer exists goes to every channel of its organization.
 INSERT_DELIVERIES = """
 INSERT INTO alert_deliveries (event_id, channel_id)
 SELECT e.id, c.id
-  FROM unnest(%(ids)s::uuid[], %(orgs)s::bigint[], %(muted)s::boolean[], %(ords)s::integer[]) AS e (id, org, muted, ord)
+  FROM unnest(%(ids)s::uuid[], %(orgs)s::bigint[], %(monitors)s::uuid[], %(muted)s::boolean[],
+              %(ords)s::integer[]) AS e (id, org, monitor, muted, ord)
+  LEFT JOIN monitors m ON m.guid = e.monitor AND m.organization_id = e.org
   JOIN alert_channels c ON c.organization_id = e.org
  WHERE NOT e.muted
+   AND (m.id IS NULL OR NOT m.alert_channels_selected OR EXISTS (
+        SELECT 1 FROM monitor_alert_channels r WHERE r.monitor_id = m.id AND r.channel_id = c.id))
  ORDER BY e.ord, c.id
 ON CONFLICT (event_id, channel_id) DO NOTHING
+RETURNING channel_id
 """
 
 
@@ -84,19 +93,22 @@ def load_offsets(conn: Conn, group: str, topic: str) -> dict[int, int]:
 
 
 def record_events(conn: Conn, events: Sequence[IncidentEvent], *, group: str, topic: str,
-                  next_offsets: Mapping[int, int]) -> int:
-    """Store consumed events, one delivery per (event, channel of its organization), and
-    the consumed offsets, in one transaction; returns the deliveries created. An event
-    seen before (a redelivery, or a republished outbox row) creates nothing new."""
+                  next_offsets: Mapping[int, int]) -> dict[int, int]:
+    """Store consumed events, one delivery per (event, channel its monitor routes to), and
+    the consumed offsets, in one transaction; returns the deliveries created per channel
+    id. An event seen before (a redelivery, or a republished outbox row) creates nothing new."""
     with conn.transaction():
-        created = 0
+        created: dict[int, int] = {}
         if events:
             ids = [e.event_id for e in events]
             conn.execute(INSERT_EVENTS, {"ids": ids, "payloads": [orjson.dumps(e.model_dump(mode="json")).decode()
                                                                   for e in events]})
-            created = conn.execute(INSERT_DELIVERIES, {
-                "ids": ids, "orgs": [e.organization.id for e in events], "muted": [e.is_muted for e in events],
-                "ords": list(range(len(events)))}).rowcount
+            cur = conn.execute(INSERT_DELIVERIES, {
+                "ids": ids, "orgs": [e.organization.id for e in events], "monitors": [e.monitor.id for e in events],
+                "muted": [e.is_muted for e in events],
+                "ords": list(range(len(events)))})
+            for (channel_id,) in cur:
+                created[channel_id] = created.get(channel_id, 0) + 1
         conn.execute(SAVE_OFFSETS, {"group": group, "topic": topic, "partitions": list(next_offsets),
                                     "offsets": list(next_offsets.values())})
     return created

@@ -69,6 +69,9 @@ class Monitor(ApiModel):
     is_muted: bool
     #: The last config came from a check-in (managed in code), not from the API.
     is_upserting: bool
+    #: Where its incidents are notified: ``"all"`` (every channel of the organization, the
+    #: default) or the ids of the channels it names (``[]``: none, e.g. all were deleted).
+    alert_channels: list[str] | Literal["all"]
 
 
 class CheckIn(ApiModel):
@@ -175,6 +178,10 @@ class MonitorWrite(BaseModel):
     #: The monitor config in any of the check-in ``monitor_config`` shapes; on PUT merged
     #: into the stored one and validated as a whole.
     config: dict[str, Any] | None = None
+    #: Channel ids (of this organization) to notify instead of all of them, or ``"all"``
+    #: to route to every channel again; absent: unchanged (on POST: all).
+    alert_channels: Annotated[list[Annotated[str, Field(max_length=64)]], Field(max_length=100)] | Literal["all"] \
+        | None = None
 
 
 class EnvironmentWrite(BaseModel):

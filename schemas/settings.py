@@ -153,6 +153,10 @@ VARIABLES: Final[tuple[Variable, ...]] = (
     Variable("PARTITIONS_AHEAD_DAYS", "7", "day partitions of checkins created ahead", _RETENTION, non_negative_int),
     Variable("MAINTENANCE_BATCH_SIZE", "10000", "rows per statement of the batched deletes", _RETENTION,
              positive_int),
+    Variable("OUTBOX_RETENTION_DAYS", "7", "days a published incident_outbox row is kept after it was sent; "
+             "unsent rows are never deleted", _RETENTION, positive_int),
+    Variable("DELIVERY_RETENTION_DAYS", "30", "days the delivery log, finished deliveries and consumed alert "
+             "events are kept; deliveries still being retried are never deleted", _RETENTION, positive_int),
 
     Variable("NOTIFY_ALLOW_PRIVATE", "0", "1: allow loopback/link-local/private alert destinations (`up` "
              "sets 1)", ("notifier", "api", "channel"), flag),
@@ -282,6 +286,10 @@ class Settings:
     maintenance_interval_s: float = _setting("MAINTENANCE_INTERVAL")
     #: Rows per statement of the maintenance's batched deletes.
     maintenance_batch_size: int = _setting("MAINTENANCE_BATCH_SIZE")
+    #: Days a sent incident_outbox row is kept (unsent ones are never deleted).
+    outbox_retention_days: int = _setting("OUTBOX_RETENTION_DAYS")
+    #: Days the delivery log, finished deliveries and consumed alert events are kept.
+    delivery_retention_days: int = _setting("DELIVERY_RETENTION_DAYS")
     #: The volume-anomaly guard (Sentry's system incidents); "0" turns it off.
     volume_guard: bool = _setting("VOLUME_GUARD")
     #: A drop of this many percent against the baseline is an abnormal / an incident minute.

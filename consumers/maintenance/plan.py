@@ -5,6 +5,8 @@ A check-in that ran on UTC day ``D`` with ``retention_days = r`` is deleted once
 clock reaches midnight after day ``D + r``: never before ``date_added + r days``, at
 most one day after. A partition (one day) is dropped when the longest retention it holds
 has run out; the rows of shorter retentions in a partition that stays are trimmed.
+The alert tables are pruned by age: sent outbox rows, finished deliveries, their log and
+consumed events.
 """
 
 from __future__ import annotations
@@ -29,6 +31,11 @@ class RetentionConfig:
     ahead_days: int = 7
     #: Rows per statement of every batched delete.
     batch_size: int = 10_000
+    #: Days a published outbox row is kept after it was sent (unsent rows are never deleted).
+    outbox_days: int = 7
+    #: Days the delivery log, finished deliveries and consumed alert events are kept
+    #: (a delivery still being retried, and its event and log, are never deleted).
+    delivery_days: int = 30
 
 
 @dataclass(frozen=True)
@@ -40,6 +47,10 @@ class Plan:
     hourly_rollups_before: datetime
     daily_rollups_before: datetime
     orphan_attachments_before: datetime
+    #: Outbox rows sent before this are deleted.
+    outbox_sent_before: datetime
+    #: Log rows written, deliveries finished and events received before this are deleted.
+    deliveries_before: datetime
 
 
 def expired(day: date, retention_days: int, today: date) -> bool:
@@ -70,7 +81,9 @@ def plan(now: datetime, partitions: Iterable[date], retentions: Mapping[date, It
     return Plan(create=create, drop=drop, trim=trim,
                 hourly_rollups_before=midnight - timedelta(days=config.hourly_rollup_days),
                 daily_rollups_before=midnight - timedelta(days=config.daily_rollup_days),
-                orphan_attachments_before=midnight - timedelta(days=config.default_days))
+                orphan_attachments_before=midnight - timedelta(days=config.default_days),
+                outbox_sent_before=now - timedelta(days=config.outbox_days),
+                deliveries_before=now - timedelta(days=config.delivery_days))
 
 
 def config_from_settings(settings: Settings) -> RetentionConfig:
@@ -79,4 +92,6 @@ def config_from_settings(settings: Settings) -> RetentionConfig:
         hourly_rollup_days=settings.rollup_hourly_retention_days,
         daily_rollup_days=settings.rollup_daily_retention_days,
         ahead_days=settings.partitions_ahead_days,
-        batch_size=settings.maintenance_batch_size)
+        batch_size=settings.maintenance_batch_size,
+        outbox_days=settings.outbox_retention_days,
+        delivery_days=settings.delivery_retention_days)

@@ -3,7 +3,8 @@
 Order: finish what an interrupted pass left (pending detaches, detached tables), create
 the partitions ahead, drop the expired partitions (guid rows and attachments first, in
 batches, then DETACH CONCURRENTLY and DROP), trim shorter retentions in the partitions
-that stay, prune old rollups and orphan attachments. Every batch commits on its own.
+that stay, prune old rollups and orphan attachments, then the alert tables (sent outbox
+rows, the delivery log, finished deliveries, consumed events). Every batch commits on its own.
 
 One pass at a time across every process: a session advisory lock; a second caller
 returns at once with ``skipped``.
@@ -36,6 +37,11 @@ class Summary:
     attachments_deleted: int = 0
     hourly_rollups_deleted: int = 0
     daily_rollups_deleted: int = 0
+    #: Sent incident_outbox rows, delivery log rows, finished deliveries, consumed events.
+    outbox_deleted: int = 0
+    delivery_log_deleted: int = 0
+    deliveries_deleted: int = 0
+    alert_events_deleted: int = 0
     skipped: str | None = None
     stopped: bool = False
     seconds: float = 0.0
@@ -152,3 +158,15 @@ class _Pass:
         while not self.stopping() and (
                 deleted := store.prune_orphan_attachments(self.conn, decided.orphan_attachments_before, n)):
             self.summary.attachments_deleted += deleted
+        self.prune_alerts(decided)
+
+    def prune_alerts(self, decided: Plan) -> None:
+        n = self.config.batch_size
+        # The log before the deliveries, the deliveries before their events (foreign keys).
+        for attr, statement, before in (
+                ("outbox_deleted", store.PRUNE_OUTBOX, decided.outbox_sent_before),
+                ("delivery_log_deleted", store.PRUNE_DELIVERY_LOG, decided.deliveries_before),
+                ("deliveries_deleted", store.PRUNE_DELIVERIES, decided.deliveries_before),
+                ("alert_events_deleted", store.PRUNE_ALERT_EVENTS, decided.deliveries_before)):
+            while not self.stopping() and (deleted := store.prune_alerts(self.conn, statement, before, n)):
+                setattr(self.summary, attr, getattr(self.summary, attr) + deleted)

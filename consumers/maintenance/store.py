@@ -81,6 +81,39 @@ DELETE FROM checkin_attachments WHERE ctid = ANY(ARRAY(
      LIMIT %(n)s::integer))
 """
 
+# The alert tables (0009_alerts.sql), oldest first by the indexes of 0012_alert_routing.sql.
+# An outbox row without sent_at (not yet published, or held by the volume guard) and a
+# pending delivery (still being retried) are never deleted, nor the log rows and the
+# event of a pending delivery. A delivery's log rows are at most as new as its
+# date_finished (the last one is written in the same transaction), so deleting the log
+# first and the deliveries after leaves no log row of a kept delivery behind.
+PRUNE_OUTBOX = """
+DELETE FROM incident_outbox WHERE id = ANY(ARRAY(
+    SELECT id FROM incident_outbox WHERE sent_at < %(before)s::timestamptz LIMIT %(n)s::integer))
+"""
+
+PRUNE_DELIVERY_LOG = """
+DELETE FROM alert_delivery_log WHERE id = ANY(ARRAY(
+    SELECT l.id FROM alert_delivery_log l
+     WHERE l.date_added < %(before)s::timestamptz
+       AND NOT EXISTS (SELECT 1 FROM alert_deliveries d WHERE d.id = l.delivery_id AND d.status = 'pending')
+     LIMIT %(n)s::integer))
+"""
+
+PRUNE_DELIVERIES = """
+DELETE FROM alert_deliveries WHERE id = ANY(ARRAY(
+    SELECT id FROM alert_deliveries
+     WHERE status <> 'pending' AND date_finished < %(before)s::timestamptz LIMIT %(n)s::integer))
+"""
+
+PRUNE_ALERT_EVENTS = """
+DELETE FROM alert_events WHERE event_id = ANY(ARRAY(
+    SELECT e.event_id FROM alert_events e
+     WHERE e.date_received < %(before)s::timestamptz
+       AND NOT EXISTS (SELECT 1 FROM alert_deliveries d WHERE d.event_id = e.event_id)
+     LIMIT %(n)s::integer))
+"""
+
 
 @dataclass(frozen=True)
 class Partitions:
@@ -202,3 +235,8 @@ def try_lock(conn: Conn) -> bool:
 
 def unlock(conn: Conn) -> None:
     conn.execute("SELECT pg_advisory_unlock(%s)", (MAINTENANCE_LOCK_KEY,))
+
+
+def prune_alerts(conn: Conn, statement: str, before: datetime, n: int) -> int:
+    """One bounded step of one of the ``PRUNE_*`` alert statements; the rows deleted."""
+    return conn.execute(statement, {"before": before, "n": n}).rowcount

@@ -6,7 +6,9 @@ Two figures (issue 13), the steady one first (on a quiet pipeline):
    delivery, and commit→delivery percentiles;
 2. steady rate: ERROR check-ins for fresh monitors at ``--rate`` per second (each opens an
    incident in the processor's transaction) for ``--seconds``; measured: commit→delivery
-   p50/p99 (commit = the event's ``date_created``, the writing transaction's start).
+   p50/p99 (commit = the event's ``date_created``, the writing transaction's start, as in
+   the first recorded runs), and where that time goes (:func:`stages`: the stamps each step
+   stores, and the commit as a listener of the benchmark database observes it).
 
 The worker (checkins, clock tasks, relay) and the notifier run as real ``cronpipe``
 processes against a database and topics of their own (dropped afterwards unless
@@ -55,6 +57,8 @@ class Receiver:
 
     def __init__(self) -> None:
         self.seen: dict[str, tuple[float, float]] = {}
+        #: event id → monitor slug
+        self.slugs: dict[str, str] = {}
         self.requests = 0
         self.port = 0
         self._ready = threading.Event()
@@ -84,6 +88,7 @@ class Receiver:
                 created = datetime.fromisoformat(event["date_created"]).timestamp()
                 self.requests += 1
                 self.seen.setdefault(event["event_id"], (created, now))
+                self.slugs.setdefault(event["event_id"], event["monitor"]["slug"])
                 writer.write(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n")
                 await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError):
@@ -93,6 +98,91 @@ class Receiver:
 def _percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+# The benchmark's own database gets a trigger that NOTIFYs, at commit, the id range each
+# outbox INSERT wrote (CommitWatcher): when the writing transaction committed, as seen
+# by a listener, instead of when it started (date_created).
+WATCH_COMMITS = """
+CREATE FUNCTION bench_outbox_committed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM new_rows) THEN
+        PERFORM pg_notify('bench_outbox', (SELECT min(id) || ' ' || max(id) FROM new_rows));
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER bench_outbox_committed AFTER INSERT ON incident_outbox REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION bench_outbox_committed();
+"""
+
+
+class CommitWatcher:
+    """Stamps each outbox row with the time its transaction's commit was observed."""
+
+    def __init__(self, url: str) -> None:
+        self.committed: dict[str, float] = {}
+        self._url = url
+        self._stop = threading.Event()
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(WATCH_COMMITS)
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        with psycopg.connect(self._url, autocommit=True) as conn:
+            conn.execute("LISTEN bench_outbox")
+            while not self._stop.is_set():
+                # Collected first: the connection cannot run a query inside notifies().
+                notes = list(conn.notifies(timeout=0.5, stop_after=1))
+                at = time.time()
+                for note in notes:
+                    low, high = (int(x) for x in note.payload.split())
+                    # Rows of the range that are visible now committed by now: the
+                    # notifying transaction's, or earlier ones already stamped.
+                    for (event_id,) in conn.execute("SELECT event_id::text FROM incident_outbox"
+                                                    " WHERE id BETWEEN %s AND %s", (low, high)):
+                        self.committed.setdefault(event_id, at)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+
+# Where the time between the incident's transaction and the receiver goes, per event:
+# every stamp is a transaction start (now()) of the step that wrote it.
+STAGE_STAMPS = """
+SELECT o.event_id::text, extract(epoch FROM o.sent_at)::float8, extract(epoch FROM e.date_received)::float8
+  FROM incident_outbox o LEFT JOIN alert_events e ON e.event_id = o.event_id
+ WHERE o.event_id = ANY(%(ids)s::uuid[])
+"""
+
+
+def stages(url: str, seen: dict[str, tuple[float, float]], produced: dict[str, float],
+           slugs: dict[str, str], committed: dict[str, float]) -> dict[str, dict[str, float]]:
+    """p50/p99 seconds of each step of the events in ``seen`` (event id → (date_created,
+    received)): produced → the processor's transaction start (``produced`` by monitor slug),
+    → its commit (``committed``), → the relay's step that published it, → the notifier's
+    batch that consumed it, → the receiver; and commit → receiver."""
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(STAGE_STAMPS, {"ids": list(seen)}).fetchall()
+    steps: dict[str, list[float]] = {"produced_to_transaction": [], "transaction_to_commit": [],
+                                     "commit_to_relay": [], "relay_to_notifier": [], "notifier_to_received": [],
+                                     "observed_commit_to_received": []}
+    for event_id, relayed, consumed in rows:
+        created, received = seen[event_id]
+        if event_id in slugs and slugs[event_id] in produced:
+            steps["produced_to_transaction"].append(created - produced[slugs[event_id]])
+        commit = committed.get(event_id)
+        if commit is not None:
+            steps["transaction_to_commit"].append(commit - created)
+            steps["observed_commit_to_received"].append(received - commit)
+        if relayed is not None and consumed is not None:
+            if commit is not None:
+                steps["commit_to_relay"].append(relayed - commit)
+            steps["relay_to_notifier"].append(consumed - relayed)
+            steps["notifier_to_received"].append(received - consumed)
+    return {name: {"p50_s": round(_percentile(v, 0.5), 3), "p99_s": round(_percentile(v, 0.99), 3)}
+            for name, v in steps.items() if v}
 
 
 def _wait(predicate: Any, timeout_s: float, what: str) -> None:
@@ -118,6 +208,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     receiver = Receiver()
     receiver.start()
     procs: list[subprocess.Popen[bytes]] = []
+    watcher: CommitWatcher | None = None
     logs = Path(tempfile.mkdtemp(prefix="bench-notify-"))
     env = {**os.environ, "CRONPIPE_KAFKA_BOOTSTRAP": settings.kafka_bootstrap, "CRONPIPE_DATABASE_URL": url,
            "CRONPIPE_TOPIC_PREFIX": topics.prefix, "CRONPIPE_NOTIFY_ALLOW_PRIVATE": "1",
@@ -130,6 +221,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
                 seed_monitors(conn, args.incidents, next_checkin=T0)
             conn.execute("ANALYZE")
             store.create_channel(conn, "bench", "webhook", f"http://127.0.0.1:{receiver.port}/hook")
+        watcher = CommitWatcher(url)
         for argv in (["worker", "--agents", "checkins,clock_tasks,relay"], ["notifier"]):
             with (logs / f"{argv[0]}.log").open("wb") as out:
                 procs.append(subprocess.Popen([CRONPIPE, *argv], env=env, stdout=out, stderr=subprocess.STDOUT))
@@ -143,6 +235,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         # Steady part: fresh monitors, one ERROR each (threshold 1 opens an incident).
         before = len(receiver.seen)
         count = int(args.rate * args.seconds)
+        produced: dict[str, float] = {}
         begin = time.monotonic()
         for i in range(count):
             due = begin + i / args.rate
@@ -152,17 +245,21 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
             slug = f"steady-{i}"
             payload = {"check_in_id": uuid.uuid4().hex, "monitor_slug": slug, "status": "error",
                        "monitor_config": {"schedule": {"type": "crontab", "value": "0 * * * *"}}}
+            produced[slug] = time.time()
             producer.produce(topics.ingest, key=f"1:{slug}".encode(),
-                             value=encode_check_in(payload, project_id=1, start_time=time.time()))
+                             value=encode_check_in(payload, project_id=1, start_time=produced[slug]))
             producer.poll(0)
         producer.flush(10)
         _wait(lambda: len(receiver.seen) >= before + count, 300, f"{count} steady deliveries")
-        steady = list(receiver.seen.values())[before:]
+        steady_ids = list(receiver.seen)[before:]
+        steady = [receiver.seen[i] for i in steady_ids]
         latencies = [a - c for c, a in steady]
         steady_figures = {"rate_per_s": args.rate, "seconds": args.seconds, "incidents": count,
                           "commit_to_delivery_p50_s": round(_percentile(latencies, 0.5), 3),
                           "commit_to_delivery_p99_s": round(_percentile(latencies, 0.99), 3),
-                          "commit_to_delivery_max_s": round(max(latencies), 3)}
+                          "commit_to_delivery_max_s": round(max(latencies), 3),
+                          "stages": stages(url, {i: receiver.seen[i] for i in steady_ids}, produced,
+                                           receiver.slugs, watcher.committed)}
         # Mass outage: one tick makes every seeded monitor MISSED and opens its incident.
         before = len(receiver.seen)
         started = time.time()
@@ -176,6 +273,8 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
             "commit_to_delivery_p50_s": round(_percentile([a - c for c, a in outage], 0.5), 3),
             "commit_to_delivery_p99_s": round(_percentile([a - c for c, a in outage], 0.99), 3)}
     finally:
+        if watcher is not None:
+            watcher.stop()
         for proc in procs:
             proc.terminate()
         for proc in procs:

@@ -15,9 +15,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import consumers.clock.ticks
 from consumers import health
+from cronpipe.probes import free_port
 from schemas.topics import Topics
 from tests.integration.clock_helpers import ClockRig, PipelineRig, crontab_config, seed_monitor, seed_project
-from tests.integration.gateway_harness import free_port
 
 T = datetime(2026, 5, 4, 10, 0, tzinfo=UTC)
 M = timedelta(minutes=1)

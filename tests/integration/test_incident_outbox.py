@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -14,7 +15,7 @@ import pytest
 
 from consumers.incidents import outbox
 from consumers.incidents import store as incident_store
-from consumers.incidents.relay import RELAY_LOCK, OutboxRelay
+from consumers.incidents.relay import OUTBOX_CHANNEL, RELAY_LOCK, OutboxRelay
 from schemas.incident_events import IncidentEvent, complete_event, decode_incident_event
 from schemas.topics import Topics
 from tests.integration.checkins_pipeline import T0, Pipeline
@@ -152,6 +153,40 @@ def test_a_second_relay_publishes_nothing_while_the_first_holds_the_lock(rig: Cl
     published = read_all(rig.bootstrap, rig.topics.incidents)
     assert len(published) == 1
     assert orjson.loads(published[0])["type"] == "opened"
+
+
+def test_a_committed_outbox_write_or_release_notifies_the_relay_and_a_rolled_back_one_never(
+        rig: ClockRig) -> None:
+    with psycopg.connect(rig.database_url, autocommit=True) as listener:
+        listener.execute(f"LISTEN {OUTBOX_CHANNEL}")
+        with psycopg.connect(rig.database_url, autocommit=True) as conn:
+            monitor_id, env_id = seed_monitor(conn, 1, "job", crontab_config("* * * * *"))
+            checkin_id = _error_checkin(conn, monitor_id, env_id)
+            with pytest.raises(RuntimeError), conn.transaction():
+                outbox.write_events(conn, [outbox.OutboxEvent(env_id, "opened", checkin_id, T)])
+                raise RuntimeError("rolled back")
+            with conn.transaction():
+                incident_store.open_incidents(conn, [(monitor_id, env_id, checkin_id, T)])
+                outbox.write_events(conn, [outbox.OutboxEvent(env_id, "opened", checkin_id, T, tick=T, held=True)])
+            conn.execute("UPDATE incident_outbox SET held = false WHERE held")  # the volume guard's release
+            conn.execute("UPDATE incident_outbox SET sent_at = now()")  # the relay's own mark: no notification
+        received = list(listener.notifies(timeout=2.0))
+    assert [n.channel for n in received] == [OUTBOX_CHANNEL, OUTBOX_CHANNEL]
+
+
+def test_a_waiting_relay_wakes_when_an_event_commits(rig: ClockRig) -> None:
+    relay = OutboxRelay(rig.database_url, rig.bootstrap, rig.topics.incidents)
+    try:
+        assert relay.run_once() is False  # connected and listening, nothing to publish
+        waiter = threading.Thread(target=relay.wait_for_rows, kwargs={"timeout_s": 120.0})
+        waiter.start()
+        _seed_event(rig.database_url)
+        waiter.join(60)
+        assert not waiter.is_alive(), "the relay was not woken by the commit"
+        relay.run_once()
+    finally:
+        relay.close()
+    assert [orjson.loads(v)["type"] for v in read_all(rig.bootstrap, rig.topics.incidents)] == ["opened"]
 
 
 def test_an_unsent_row_is_published_again_with_the_same_event_id(rig: ClockRig) -> None:

@@ -54,3 +54,9 @@ def test_rollups_and_orphan_attachments_have_their_own_cutoffs() -> None:
     assert decided.hourly_rollups_before == midnight - timedelta(days=90)
     assert decided.daily_rollups_before == midnight - timedelta(days=400)
     assert decided.orphan_attachments_before == midnight - timedelta(days=90)
+
+
+def test_sent_outbox_rows_and_finished_deliveries_are_kept_their_own_number_of_days() -> None:
+    decided = plan(NOW, [], {}, RetentionConfig(outbox_days=7, delivery_days=30))
+    assert decided.outbox_sent_before == NOW - timedelta(days=7)
+    assert decided.deliveries_before == NOW - timedelta(days=30)
