@@ -116,12 +116,19 @@ class WorkerContext:
         self.begin_stop(f"{type(exc).__name__}: {exc}")
 
 
+#: PostgreSQL's JIT compiles a plan whose *estimated* cost passes jit_above_cost (100,000):
+#: the outbox insert of a batch with a few hundred incident events was estimated in the
+#: millions and spent 1-3 s per batch compiling (BENCHMARKS.md, "the outbox regression")
+#: for an execution of milliseconds. The consumers' statements are all short index work.
+NO_JIT = "-c jit=off"
+
+
 def build_context(settings: Settings, topics: Topics, *, consumer_group: str = "cronpipe",
                   processor: ProcessorConfig | None = None, pool_size: int = 4) -> WorkerContext:
     """A context with a real pool and producer; close it with :func:`close_context`."""
     pool = CappedPool(settings.effective_database_url(), max_delay_s=settings.pool_reconnect_max_s,
                       min_size=1, max_size=pool_size, open=True,
-                      kwargs={"application_name": f"cronpipe-{consumer_group}"})
+                      kwargs={"application_name": f"cronpipe-{consumer_group}", "options": NO_JIT})
     return WorkerContext(settings=settings, topics=topics, pool=pool,
                          producer=ConfluentSender(settings.kafka_bootstrap), consumer_group=consumer_group,
                          processor=processor or ProcessorConfig(),

@@ -92,10 +92,15 @@ _CHECKIN_COLUMNS_C = ", ".join(f"c.{c.strip()}" for c in _CHECKIN_COLUMNS.split(
 
 # checkins is partitioned by date_added: the guid's row in checkin_guids names the one
 # partition to look in (run-time partition pruning on the nested loop's parameters).
+# The lateral subqueries (OFFSET 0: not flattened into a join) pin one index probe per
+# guid: with a join, a growing day partition whose statistics lag was read whole
+# (a parallel hash join, O(rows of the day) per batch).
 LOAD_CHECKINS = f"""
-SELECT {_CHECKIN_COLUMNS_C}
-  FROM checkin_guids g JOIN checkins c ON c.id = g.checkin_id AND c.date_added = g.date_added
- WHERE g.guid = ANY(%(guids)b::uuid[])
+SELECT c.*
+  FROM unnest(%(guids)b::uuid[]) AS k (guid)
+ CROSS JOIN LATERAL (SELECT g.checkin_id, g.date_added FROM checkin_guids g WHERE g.guid = k.guid OFFSET 0) g
+ CROSS JOIN LATERAL (SELECT {_CHECKIN_COLUMNS_C} FROM checkins c
+                      WHERE c.id = g.checkin_id AND c.date_added = g.date_added OFFSET 0) c
 """
 
 # The newest n IN_PROGRESS check-ins of each environment: n is how many zero-UUID

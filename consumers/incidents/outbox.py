@@ -48,6 +48,10 @@ _FAILURES = ", ".join(str(int(s)) for s in (CheckInStatus.ERROR, CheckInStatus.M
 
 # The incident an event belongs to is the environment's newest one that started at or
 # before the causing check-in (a batch may resolve an incident and open the next one).
+# Every row is looked up by key, once per event (index probes, the check-in in the one
+# partition its date_added names): the lateral subqueries (OFFSET 0 keeps PostgreSQL
+# from flattening them) pin that plan, which a hash join over a whole day's partition
+# would otherwise replace whenever the statistics of a growing table lag behind.
 WRITE_EVENTS = f"""
 WITH e AS (
     SELECT * FROM unnest(%(env_ids)b::bigint[], %(types)b::text[], %(checkin_ids)b::bigint[],
@@ -77,11 +81,13 @@ SELECT ev.event_id, e.env_id, e.tick, e.held, jsonb_build_object(
            'date_created', now(),
            'recovery_threshold', COALESCE((m.config ->> 'recovery_threshold')::integer, 1))
   FROM e
-  JOIN monitor_environments me ON me.id = e.env_id
+ CROSS JOIN LATERAL (SELECT me.id, me.monitor_id, me.environment, me.is_muted FROM monitor_environments me
+                      WHERE me.id = e.env_id OFFSET 0) me
   JOIN monitors m ON m.id = me.monitor_id
   JOIN projects p ON p.id = m.project_id
   JOIN organizations o ON o.id = m.organization_id
-  JOIN checkins c ON c.id = e.checkin_id
+ CROSS JOIN LATERAL (SELECT c.guid, c.date_clock, c.date_added FROM checkins c
+                      WHERE c.id = e.checkin_id AND c.date_added = e.ts OFFSET 0) c
  CROSS JOIN LATERAL (
        SELECT i.guid, i.starting_timestamp, i.resolving_timestamp FROM incidents i
         WHERE i.monitor_environment_id = e.env_id AND i.starting_timestamp <= e.ts
