@@ -9,13 +9,17 @@ volume guard add MISSED, TIMEOUT and UNKNOWN counts with :func:`add_rollups`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import astuple, dataclass
 from datetime import datetime, timezone
 from typing import Any, Final
 
 import psycopg
 
-__all__ = ["ADD_ROLLUPS", "ROLLUP_RESOLUTIONS", "RollupKey", "add_rollups", "bucket_start"]
+from schemas.enums import CheckInStatus
+
+__all__ = ["ADD_ROLLUPS", "ROLLUP_RESOLUTIONS", "RollupDelta", "RollupKey", "add_rollups", "bucket_start",
+           "delta_columns"]
 
 Conn = psycopg.Connection[Any]
 
@@ -24,6 +28,47 @@ ROLLUP_RESOLUTIONS: Final = (3600, 86400)
 
 #: (monitor environment id, resolution in seconds, bucket start).
 RollupKey = tuple[int, int, datetime]
+
+
+@dataclass(slots=True)
+class RollupDelta:
+    """What one rollup row gains (or loses) from a batch: counts per final status and the
+    sum and count of durations, as the columns of ``checkin_rollups`` name them."""
+
+    ok: int = 0
+    error: int = 0
+    missed: int = 0
+    timeout: int = 0
+    unknown: int = 0
+    duration_sum_ms: int = 0
+    duration_count: int = 0
+
+    def count(self, status: CheckInStatus, duration_ms: int | None, sign: int) -> None:
+        """Add (sign +1) or take back (-1) one check-in's contribution: its final status
+        (IN_PROGRESS counts nothing) and its duration when it has one."""
+        if status == CheckInStatus.IN_PROGRESS:
+            return
+        if status == CheckInStatus.OK:
+            self.ok += sign
+        elif status == CheckInStatus.ERROR:
+            self.error += sign
+        elif status == CheckInStatus.MISSED:
+            self.missed += sign
+        elif status == CheckInStatus.TIMEOUT:
+            self.timeout += sign
+        elif status == CheckInStatus.UNKNOWN:
+            self.unknown += sign
+        if duration_ms is not None:
+            self.duration_sum_ms += sign * duration_ms
+            self.duration_count += sign
+
+
+def delta_columns(keys: Sequence[RollupKey], deltas: Mapping[RollupKey, RollupDelta]) -> dict[str, list[Any]]:
+    """The upsert's array parameters for ``keys`` (in that order), one list per column."""
+    rows = [astuple(deltas[k]) for k in keys]
+    names = ("ok", "error", "missed", "timeout", "unknown", "dsum", "dcount")
+    return {"env_ids": [k[0] for k in keys], "resolutions": [k[1] for k in keys], "buckets": [k[2] for k in keys],
+            **{name: [row[i] for row in rows] for i, name in enumerate(names)}}
 
 
 def bucket_start(ts: datetime, resolution: int) -> datetime:

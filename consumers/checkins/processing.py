@@ -32,7 +32,7 @@ from typing import Any, Final
 import orjson
 
 from consumers.incidents.rules import INITIAL_STATE, IncidentChange, IncidentState, apply_result
-from consumers.rollups import ROLLUP_RESOLUTIONS, bucket_start
+from consumers.rollups import ROLLUP_RESOLUTIONS, RollupDelta, RollupKey, bucket_start
 from schemas.enums import CheckInStatus, MonitorStatus, ProcessingErrorType
 from schemas.messages import (
     CheckInAttachmentMessage,
@@ -57,15 +57,6 @@ DEFAULT_RATE_LIMIT: Final = 6
 #: Sentry's MAX_ENVIRONMENTS_PER_MONITOR.
 DEFAULT_MAX_ENVIRONMENTS: Final = 1000
 _FINAL_STATUSES: Final = frozenset({CheckInStatus.OK, CheckInStatus.ERROR})
-_ROLLUP_FIELDS: Final = {
-    CheckInStatus.OK: 0,
-    CheckInStatus.ERROR: 1,
-    CheckInStatus.MISSED: 2,
-    CheckInStatus.TIMEOUT: 3,
-    CheckInStatus.UNKNOWN: 4,
-}
-
-
 # --------------------------------------------------------------------------- inputs
 
 
@@ -233,7 +224,6 @@ class IncidentResolve:
     ts: datetime
 
 
-RollupKey = tuple[int, int, datetime]  # env id, resolution, bucket start
 
 
 @dataclass
@@ -621,34 +611,23 @@ def _reject_attachment(item: AttachmentItem, state: BatchState, kind: Processing
 # --------------------------------------------------------------------------- rollups
 
 
-def rollup_deltas(checkins: Sequence[CheckInState]) -> dict[RollupKey, list[int]]:
-    """Per (env, resolution, bucket): [ok, error, missed, timeout, unknown, duration_sum_ms,
-    duration_count] to add. A row contributes by its final status (IN_PROGRESS counts
-    nothing) and its duration; the delta is new contribution minus loaded contribution."""
-    deltas: dict[RollupKey, list[int]] = {}
+def rollup_deltas(checkins: Sequence[CheckInState]) -> dict[RollupKey, RollupDelta]:
+    """Per (env, resolution, bucket): the counts to add. A row contributes by its final status
+    and its duration; the delta is its new contribution minus the one it had when loaded."""
+    deltas: dict[RollupKey, RollupDelta] = {}
     for checkin in checkins:
-        now = _contribution(checkin.status, checkin.duration_ms)
-        before = _contribution(*checkin.loaded) if checkin.loaded else (None, 0, 0)
-        if now == before:
+        before = checkin.loaded
+        if _contribution(checkin.status, checkin.duration_ms) == (_contribution(*before) if before else None):
             continue
         for resolution in ROLLUP_RESOLUTIONS:
             key = (checkin.env_id, resolution, bucket_start(checkin.date_added, resolution))
-            row = deltas.setdefault(key, [0] * 7)
-            _add(row, now, +1)
-            _add(row, before, -1)
+            row = deltas.setdefault(key, RollupDelta())
+            row.count(checkin.status, checkin.duration_ms, +1)
+            if before is not None:
+                row.count(before[0], before[1], -1)
     return deltas
 
 
-def _contribution(status: CheckInStatus, duration_ms: int | None) -> tuple[int | None, int, int]:
-    if status == CheckInStatus.IN_PROGRESS:
-        return (None, 0, 0)
-    field_index = _ROLLUP_FIELDS[status]
-    return (field_index, duration_ms or 0, 0 if duration_ms is None else 1)
-
-
-def _add(row: list[int], contribution: tuple[int | None, int, int], sign: int) -> None:
-    index, duration, counted = contribution
-    if index is not None:
-        row[index] += sign
-    row[5] += sign * duration
-    row[6] += sign * counted
+def _contribution(status: CheckInStatus, duration_ms: int | None) -> tuple[CheckInStatus, int | None] | None:
+    """What a row adds to its rollups: nothing while IN_PROGRESS, else its status and duration."""
+    return None if status == CheckInStatus.IN_PROGRESS else (status, duration_ms)

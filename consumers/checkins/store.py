@@ -33,6 +33,7 @@ from consumers.incidents import outbox
 from consumers.incidents import store as incident_store
 from consumers.incidents.outbox import OutboxEvent
 from consumers.incidents.rules import INITIAL_STATE
+from consumers.rollups import delta_columns
 from schemas.enums import CheckInStatus, MonitorStatus
 from schemas.monitor_config import MAX_MAX_RUNTIME, ConfigError, MonitorConfig, config_from_json
 
@@ -466,12 +467,7 @@ def upsert_rollups(conn: Conn, checkins: Sequence[CheckInState]) -> None:
     if not deltas:
         return
     keys = sorted(deltas)  # a stable order keeps concurrent upserts from deadlocking
-    columns = list(zip(*(deltas[k] for k in keys), strict=True))
-    conn.execute(UPSERT_ROLLUPS, {
-        "env_ids": [k[0] for k in keys], "resolutions": [k[1] for k in keys], "buckets": [k[2] for k in keys],
-        "ok": list(columns[0]), "error": list(columns[1]), "missed": list(columns[2]),
-        "timeout": list(columns[3]), "unknown": list(columns[4]), "dsum": list(columns[5]),
-        "dcount": list(columns[6])})
+    conn.execute(UPSERT_ROLLUPS, delta_columns(keys, deltas))
 
 
 def insert_errors(conn: Conn, result: BatchResult) -> None:

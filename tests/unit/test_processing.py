@@ -25,7 +25,7 @@ from consumers.checkins.processing import (
     rollup_deltas,
     take_rate_slot,
 )
-from consumers.rollups import bucket_start
+from consumers.rollups import RollupDelta, bucket_start
 from schemas.enums import CheckInStatus, MonitorStatus, ProcessingErrorType
 from schemas.messages import CheckInMessage, MessageRejected, PayloadError, parse_check_in_payload
 from schemas.monitor_config import parse_monitor_config
@@ -317,8 +317,8 @@ def test_rollup_deltas_count_each_final_status_once(
     if delta is None:
         assert deltas == {}
     else:
-        assert deltas == {(9, 3600, datetime(2024, 5, 1, 12, tzinfo=UTC)): delta,
-                          (9, 86400, datetime(2024, 5, 1, tzinfo=UTC)): delta}
+        assert deltas == {(9, 3600, datetime(2024, 5, 1, 12, tzinfo=UTC)): RollupDelta(*delta),
+                          (9, 86400, datetime(2024, 5, 1, tzinfo=UTC)): RollupDelta(*delta)}
 
 
 @pytest.mark.parametrize(("resolution", "expected"), [
