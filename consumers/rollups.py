@@ -10,7 +10,7 @@ volume guard add MISSED, TIMEOUT and UNKNOWN counts with :func:`add_rollups`.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import astuple, dataclass
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Final
 
@@ -65,10 +65,11 @@ class RollupDelta:
 
 def delta_columns(keys: Sequence[RollupKey], deltas: Mapping[RollupKey, RollupDelta]) -> dict[str, list[Any]]:
     """The upsert's array parameters for ``keys`` (in that order), one list per column."""
-    rows = [astuple(deltas[k]) for k in keys]
-    names = ("ok", "error", "missed", "timeout", "unknown", "dsum", "dcount")
+    rows = [deltas[k] for k in keys]
     return {"env_ids": [k[0] for k in keys], "resolutions": [k[1] for k in keys], "buckets": [k[2] for k in keys],
-            **{name: [row[i] for row in rows] for i, name in enumerate(names)}}
+            "ok": [d.ok for d in rows], "error": [d.error for d in rows], "missed": [d.missed for d in rows],
+            "timeout": [d.timeout for d in rows], "unknown": [d.unknown for d in rows],
+            "dsum": [d.duration_sum_ms for d in rows], "dcount": [d.duration_count for d in rows]}
 
 
 def bucket_start(ts: datetime, resolution: int) -> datetime:
