@@ -119,21 +119,20 @@ class OutboxRelay:
         self._disconnect()
 
     def run(self, stop: threading.Event) -> None:
-        """Step until ``stop`` is set; database and broker errors back off and retry
-        (consumers.retry), a permanent database error propagates."""
+        """Step until ``stop`` is set; database and broker errors, the wait for a
+        notification's included, back off and retry (consumers.retry), a permanent
+        database error propagates."""
         try:
             while not stop.is_set():
-                more = retry.retry_blocking("outbox relay step", self.run_once, stop=[stop], transient=(RelayError,),
-                                            backoff=RETRY_BACKOFF, on_retry=lambda _exc: self._disconnect(),
-                                            logger=log)
-                if more is False:
-                    try:
-                        self.wait_for_rows()
-                    except psycopg.OperationalError as exc:  # the next step reconnects
-                        log.warning("outbox relay lost its connection while waiting (%s)", exc)
-                        self._disconnect()
+                retry.retry_blocking("outbox relay step", self._step, stop=[stop], transient=(RelayError,),
+                                     backoff=RETRY_BACKOFF, on_retry=lambda _exc: self._disconnect(), logger=log)
         finally:
             self.close()
+
+    def _step(self) -> None:
+        """Publish what is unsent; when nothing was left, wait for the next commit."""
+        if not self.run_once():
+            self.wait_for_rows()
 
     def _disconnect(self) -> None:
         if self._conn is not None:
