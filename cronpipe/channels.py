@@ -79,7 +79,7 @@ def cmd_notifier(settings: Settings, args: argparse.Namespace) -> int:
 
 def add_parsers(sub: Any, add: Callable[[str, Command, str], argparse.ArgumentParser]) -> None:
     """Register `channel ...` and `notifier` on the CLI's subparsers."""
-    from notifier.formats import KINDS
+    from schemas.channels import KINDS
 
     add("notifier", cmd_notifier, "deliver monitors-incidents events to the alert channels (webhook, Slack, PagerDuty)")
     ch = sub.add_parser("channel", help="manage alert channels").add_subparsers(dest="action", required=True)

@@ -221,7 +221,20 @@ def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
 # -- parser -------------------------------------------------------------------------
 
 
-def build_parser() -> argparse.ArgumentParser:
+#: Subcommands whose arguments come from their implementation modules, which import the
+#: API (FastAPI), faust or the benchmarks: ≈ 1 s of imports that every other command, and
+#: every ``cronpipe`` process the tests spawn, would pay for nothing.
+_HEAVY_ARGUMENTS = frozenset({"monitor", "loadgen", "bench"})
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The whole parser; with ``command`` (the one the command line names), the arguments of
+    the other heavy subcommands (:data:`_HEAVY_ARGUMENTS`) are left out: they are still
+    listed, with their help, but their modules are not imported."""
+
+    def building(name: str) -> bool:
+        return command is None or command == name
+
     fmt = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(prog="cronpipe", description="Cron-job check-in pipeline (Kafka + PostgreSQL).",
                                      epilog=environment_help(None), formatter_class=fmt)
@@ -271,9 +284,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("public_key")
     p.set_defaults(func=cmd_key_revoke)
 
-    from cronpipe.monitors import add_parser as add_monitor_parser
+    mon = sub.add_parser("monitor", help="manage monitors (the API's write routes, without curl)")
+    if building("monitor"):
+        from cronpipe.monitors import add_arguments as add_monitor_arguments
 
-    add_monitor_parser(sub, cmd_monitor)
+        add_monitor_arguments(mon, cmd_monitor)
 
     svc = sub.add_parser("services", help="start/stop the local Kafka and PostgreSQL").add_subparsers(dest="action", required=True)
     svc.add_parser("start", help="start local Kafka and PostgreSQL unless configured elsewhere").set_defaults(func=cmd_services_start)
@@ -312,11 +327,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_clock_parsers(sub)
 
     p = add("loadgen", cmd_loadgen, "synthetic check-in producers writing to ingest-monitors")
-    _add_loadgen_arguments(p)
+    if building("loadgen"):
+        _add_loadgen_arguments(p)
     p = add("bench", cmd_bench, "run a benchmark against the local stack and print its figures")
-    _add_bench_arguments(p)
-    for name, command in _subcommands(parser):
-        _list_environment(command, name)
+    if building("bench"):
+        _add_bench_arguments(p)
+    for name, subparser in _subcommands(parser):
+        _list_environment(subparser, name)
     return parser
 
 
@@ -350,13 +367,20 @@ def _add_bench_arguments(p: argparse.ArgumentParser) -> None:
     add_arguments(p)
 
 
+def named_command(argv: Sequence[str]) -> str | None:
+    """The subcommand ``argv`` names: its first word that is not an option (the top-level
+    options take no value), or None (e.g. ``cronpipe --help``, where every parser is built)."""
+    return next((word for word in argv if not word.startswith("-")), None)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(named_command(argv)).parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from cronpipe.admin import AdminError
     from cronpipe.local.procs import ServiceError
-    from notifier.store import ChannelError
+    from schemas.channels import ChannelError
     from schemas.destinations import DestinationRefused
     from schemas.topics import TopicError
 

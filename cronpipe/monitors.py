@@ -105,9 +105,9 @@ def _dump(model: Any) -> dict[str, Any]:
     return dumped
 
 
-def add_parser(sub: Any, func: Any) -> None:
-    """``cronpipe monitor list|show|create|update|mute|unmute|disable|enable|delete``."""
-    mon = sub.add_parser("monitor", help="manage monitors (the API's write routes, without curl)")
+def add_arguments(mon: argparse.ArgumentParser, func: Any) -> None:
+    """``cronpipe monitor list|show|create|update|mute|unmute|disable|enable|delete``: the
+    actions under ``mon`` (cronpipe.cli adds ``mon`` itself, so its help needs no import of this)."""
     actions = mon.add_subparsers(dest="action", required=True)
 
     def action(name: str, help_: str, monitor: bool = True) -> argparse.ArgumentParser:

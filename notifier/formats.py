@@ -19,11 +19,10 @@ from urllib.parse import quote, urlencode
 
 import orjson
 
+from schemas.channels import KINDS
 from schemas.incident_events import IncidentEvent
 
 __all__ = ["KINDS", "Request", "render", "sign"]
-
-KINDS = ("webhook", "slack", "pagerduty")
 
 
 @dataclass(frozen=True)

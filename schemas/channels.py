@@ -11,15 +11,17 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 import orjson
 import psycopg
 
-from schemas.incident_events import IncidentEvent
+if TYPE_CHECKING:
+    from schemas.incident_events import IncidentEvent
 
 __all__ = [
+    "KINDS",
     "TEST_INCIDENT_ID",
     "Channel",
     "ChannelError",
@@ -34,6 +36,8 @@ __all__ = [
 ]
 
 Conn = psycopg.Connection[Any]
+#: The kinds of channel, each with its message format in notifier.formats.
+KINDS = ("webhook", "slack", "pagerduty")
 #: The incident id of test notifications: the notifier attempts these even on a failing
 #: channel, and a delivered one revives it.
 TEST_INCIDENT_ID = UUID(int=0)
@@ -143,6 +147,10 @@ def read_log(conn: Conn, org: str, channel: str, *, limit: int = 100) -> list[di
 
 def test_event(channel: Channel) -> IncidentEvent:
     """A synthetic ``opened`` event for ``channel``'s organization."""
+    # Imported here: the event model (pydantic) would otherwise load with every
+    # `cronpipe` command, which imports this module for ChannelError.
+    from schemas.incident_events import IncidentEvent
+
     now = datetime.now(UTC)
     return IncidentEvent.model_validate({
         "event_id": uuid.uuid4(), "type": "opened", "incident_id": TEST_INCIDENT_ID,
