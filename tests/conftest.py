@@ -100,15 +100,32 @@ def make_database(infra: Infra, template_database: str) -> Iterator[Callable[[],
     created: list[str] = []
 
     def make() -> str:
-        name = f"test_{uuid.uuid4().hex[:12]}"
-        with psycopg.connect(infra.admin_database_url, autocommit=True) as conn:
-            conn.execute(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE_DB}")
-        created.append(name)
-        return _with_dbname(infra.admin_database_url, name)
+        created.append(_clone_template(infra))
+        return _with_dbname(infra.admin_database_url, created[-1])
 
     yield make
+    _drop_databases(infra, created)
+
+
+@pytest.fixture(scope="module")
+def module_database_url(infra: Infra, template_database: str) -> Iterator[str]:
+    """One migrated database for a whole module: for end-to-end modules that share one
+    stack of processes (each test then keeps to its own organizations, projects or slugs)."""
+    name = _clone_template(infra)
+    yield _with_dbname(infra.admin_database_url, name)
+    _drop_databases(infra, [name])
+
+
+def _clone_template(infra: Infra) -> str:
+    name = f"test_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(infra.admin_database_url, autocommit=True) as conn:
-        for name in created:
+        conn.execute(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE_DB}")
+    return name
+
+
+def _drop_databases(infra: Infra, names: list[str]) -> None:
+    with psycopg.connect(infra.admin_database_url, autocommit=True) as conn:
+        for name in names:
             conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 

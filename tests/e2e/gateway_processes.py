@@ -10,6 +10,8 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -84,6 +86,36 @@ class Service:
 
     def tail(self, lines: int = 20) -> str:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+
+class PipelineStack:
+    """`cronpipe gateway`, `cronpipe worker --agents checkins` and `cronpipe api` on one
+    database and a topic prefix of their own, each stopped by its own pid."""
+
+    def __init__(self, kafka_bootstrap: str, database_url: str, log_dir: Path) -> None:
+        self.database_url = database_url
+        self.log_dir = log_dir
+        gateway_port, api_port = free_port(), free_port()
+        self.env = cronpipe_env(kafka_bootstrap, database_url, f"e2e{uuid.uuid4().hex[:8]}-",
+                                CRONPIPE_GATEWAY_PORT=str(gateway_port), CRONPIPE_API_PORT=str(api_port))
+        self.gateway_url = f"http://127.0.0.1:{gateway_port}"
+        self.api_url = f"http://127.0.0.1:{api_port}"
+        self.services: list[Service] = []
+
+    @contextmanager
+    def running(self) -> Iterator[None]:
+        """The three processes, answering HTTP; on exit each is stopped with SIGTERM and
+        must exit 0."""
+        try:
+            self.services = [Service.start("gateway", self.env, ["gateway"], self.log_dir),
+                             Service.start("worker", self.env, ["worker", "--agents", "checkins"], self.log_dir),
+                             Service.start("api", self.env, ["api"], self.log_dir)]
+            self.services[0].wait_http(f"{self.gateway_url}/healthz")
+            self.services[2].wait_http(f"{self.api_url}/")
+            yield
+        finally:
+            codes = [service.terminate() for service in self.services]
+        assert codes == [0, 0, 0], "\n".join(s.tail() for s in self.services)
 
 
 def read_check_in_ids(bootstrap: str, topic: str, expected: set[str], timeout_s: float = 60.0) -> set[str]:

@@ -5,19 +5,25 @@ id in an upload must never replace, hide or read A's job output."""
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import psycopg
 import pytest
 
+from cronpipe.admin import create_org, create_project, create_token
 from cronpipe.probes import high_watermarks
 from schemas.enums import ProcessingErrorType
-from tests.e2e.gateway_processes import Service, cronpipe, cronpipe_env, free_port
+from tests.e2e.gateway_processes import PipelineStack
 from tests.e2e.worker_processes import wait_for
+
+if TYPE_CHECKING:
+    from tests.conftest import Infra
 
 CONFIG = {"schedule": {"type": "crontab", "value": "0 * * * *"}}
 
@@ -31,27 +37,28 @@ class Tenant:
     token: str
 
 
-class Stack:
-    def __init__(self, kafka_bootstrap: str, database_url: str, log_dir: Path) -> None:
-        self.database_url = database_url
-        gateway_port, api_port = free_port(), free_port()
-        self.env = cronpipe_env(kafka_bootstrap, database_url, f"e2e{uuid.uuid4().hex[:8]}-",
-                                CRONPIPE_GATEWAY_PORT=str(gateway_port), CRONPIPE_API_PORT=str(api_port))
-        self.a = self._tenant("org-a", 1, "job-a")
-        self.b = self._tenant("org-b", 2, "job-b")
-        self.services = [Service.start("gateway", self.env, ["gateway"], log_dir),
-                         Service.start("worker", self.env, ["worker", "--agents", "checkins"], log_dir),
-                         Service.start("api", self.env, ["api"], log_dir)]
-        self.gateway_url = f"http://127.0.0.1:{gateway_port}"
-        self.api_url = f"http://127.0.0.1:{api_port}"
-        self.services[0].wait_http(f"{self.gateway_url}/healthz")
-        self.services[2].wait_http(f"{self.api_url}/")
+Tenants = tuple[Tenant, Tenant]
 
-    def _tenant(self, org: str, project_id: int, slug: str) -> Tenant:
-        cronpipe(self.env, "org", "create", org)
-        key = cronpipe(self.env, "project", "create", "--org", org, "--slug", "backend",
-                       "--id", str(project_id))["public_key"]
-        token = cronpipe(self.env, "token", "create", "--org", org)["token"]
+
+class Stack(PipelineStack):
+    """The pipeline's processes, shared by the module's tests; each test makes its own two
+    tenants (:meth:`tenants`), so no test sees another's check-ins, uploads or errors."""
+
+    def __init__(self, kafka_bootstrap: str, database_url: str, log_dir: Path) -> None:
+        super().__init__(kafka_bootstrap, database_url, log_dir)
+        self._project_ids = itertools.count(1)
+
+    def tenants(self) -> Tenants:
+        """Two fresh tenants, A and B: each its own organization, project, key and token."""
+        run = uuid.uuid4().hex[:6]
+        return self._tenant(f"org-a-{run}", "job-a"), self._tenant(f"org-b-{run}", "job-b")
+
+    def _tenant(self, org: str, slug: str) -> Tenant:
+        project_id = next(self._project_ids)
+        with psycopg.connect(self.database_url, autocommit=True) as conn:
+            create_org(conn, org)
+            key = create_project(conn, org, "backend", project_id).public_key
+            token = create_token(conn, org)
         return Tenant(org, project_id, slug, key, token)
 
     def cron_url(self, tenant: Tenant) -> str:
@@ -96,64 +103,69 @@ class Stack:
             return [(t, r) for t, r in conn.execute(
                 "SELECT type, reason FROM processing_errors WHERE project_id = %s ORDER BY id", (tenant.project_id,))]
 
-    def stop(self) -> list[int]:
-        return [service.terminate() for service in self.services]
+
+@pytest.fixture(scope="module")
+def stack(infra: Infra, module_database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    running = Stack(infra.kafka_bootstrap, module_database_url, tmp_path_factory.mktemp("ownership"))
+    with running.running():
+        yield running
 
 
 @pytest.fixture
-def stack(kafka_bootstrap: str, database_url: str, tmp_path: Path) -> Iterator[Stack]:
-    running = Stack(kafka_bootstrap, database_url, tmp_path)
-    try:
-        yield running
-    finally:
-        codes = running.stop()
-    assert codes == [0, 0, 0], "\n".join(s.tail() for s in running.services)
+def tenants(stack: Stack) -> Tenants:
+    return stack.tenants()
 
 
-def test_another_project_uploading_for_a_check_in_id_never_replaces_its_owners_output(stack: Stack) -> None:
+def test_another_project_uploading_for_a_check_in_id_never_replaces_its_owners_output(
+        stack: Stack, tenants: Tenants) -> None:
+    a, b = tenants
     check_in_id = uuid.uuid4().hex
-    stack.start(stack.a, check_in_id)
-    stack.finish_with_output(stack.a, check_in_id, b"A's job output\n")
+    stack.start(a, check_in_id)
+    stack.finish_with_output(a, check_in_id, b"A's job output\n")
     stack.wait_processed()
-    stack.start(stack.b, uuid.uuid4().hex)  # B has a monitor of its own
-    stack.upload(stack.b, check_in_id, b"B's forged output\n")
+    stack.start(b, uuid.uuid4().hex)  # B has a monitor of its own
+    stack.upload(b, check_in_id, b"B's forged output\n")
     stack.wait_processed()
 
-    served = stack.download(stack.a, check_in_id)
+    served = stack.download(a, check_in_id)
     assert served.status_code == 200 and served.content == b"A's job output\n"
-    assert stack.download(stack.b, check_in_id).status_code == 404
-    assert [t for t, _ in stack.errors(stack.b)] == [ProcessingErrorType.CHECKIN_GUID_PROJECT_MISMATCH]
-    assert stack.errors(stack.a) == []
+    assert stack.download(b, check_in_id).status_code == 404
+    assert [t for t, _ in stack.errors(b)] == [ProcessingErrorType.CHECKIN_GUID_PROJECT_MISMATCH]
+    assert stack.errors(a) == []
 
 
-def test_an_upload_made_first_by_another_project_does_not_hide_the_owners_output(stack: Stack) -> None:
+def test_an_upload_made_first_by_another_project_does_not_hide_the_owners_output(
+        stack: Stack, tenants: Tenants) -> None:
+    a, b = tenants
     check_in_id = uuid.uuid4().hex
-    stack.start(stack.b, uuid.uuid4().hex)
-    stack.upload(stack.b, check_in_id, b"B got there first\n")
+    stack.start(b, uuid.uuid4().hex)
+    stack.upload(b, check_in_id, b"B got there first\n")
     stack.wait_processed()
-    stack.start(stack.a, check_in_id)
-    stack.finish_with_output(stack.a, check_in_id, b"A's job output\n")
+    stack.start(a, check_in_id)
+    stack.finish_with_output(a, check_in_id, b"A's job output\n")
     stack.wait_processed()
 
-    served = stack.download(stack.a, check_in_id)
+    served = stack.download(a, check_in_id)
     assert served.status_code == 200 and served.content == b"A's job output\n"
-    assert stack.download(stack.b, check_in_id).status_code == 404  # B has no check-in with that id
+    assert stack.download(b, check_in_id).status_code == 404  # B has no check-in with that id
 
 
-def test_a_project_never_reads_another_projects_output_through_a_check_in_id_both_used(stack: Stack) -> None:
+def test_a_project_never_reads_another_projects_output_through_a_check_in_id_both_used(
+        stack: Stack, tenants: Tenants) -> None:
+    a, b = tenants
     check_in_id = uuid.uuid4().hex
-    stack.start(stack.b, check_in_id)
-    stack.upload(stack.b, check_in_id, b"B's own output\n")
+    stack.start(b, check_in_id)
+    stack.upload(b, check_in_id, b"B's own output\n")
     stack.wait_processed()
     # A uses the same id: its check-in and its output are rejected, B's stay B's.
-    stack.start(stack.a, check_in_id)
-    stack.finish_with_output(stack.a, check_in_id, b"A's secret output\n")
+    stack.start(a, check_in_id)
+    stack.finish_with_output(a, check_in_id, b"A's secret output\n")
     stack.wait_processed()
 
-    served = stack.download(stack.b, check_in_id)
+    served = stack.download(b, check_in_id)
     assert served.status_code == 200 and served.content == b"B's own output\n"
-    assert stack.download(stack.a, check_in_id).status_code == 404
-    assert ProcessingErrorType.CHECKIN_GUID_PROJECT_MISMATCH in [t for t, _ in stack.errors(stack.a)]
+    assert stack.download(a, check_in_id).status_code == 404
+    assert ProcessingErrorType.CHECKIN_GUID_PROJECT_MISMATCH in [t for t, _ in stack.errors(a)]
     with psycopg.connect(stack.database_url) as conn:
         assert conn.execute("SELECT count(*) FROM checkin_attachments WHERE data = %s",
                             (b"A's secret output\n",)).fetchone() == (0,)

@@ -52,19 +52,8 @@ COLOURS = {"ok": "rgb(43, 166, 114)", "error": "rgb(229, 72, 77)", "missed": "rg
 
 
 @pytest.fixture(scope="module")
-def module_database(infra: Any, template_database: str) -> Iterator[str]:
-    name = f"test_ui_{uuid.uuid4().hex[:10]}"
-    template = psycopg.conninfo.conninfo_to_dict(template_database)["dbname"]
-    with psycopg.connect(infra.admin_database_url, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name} TEMPLATE {template}")
-    yield psycopg.conninfo.make_conninfo(infra.admin_database_url, dbname=name)
-    with psycopg.connect(infra.admin_database_url, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-
-
-@pytest.fixture(scope="module")
-def stack(infra: Any, module_database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DashboardStack]:
-    running = DashboardStack(infra.kafka_bootstrap, module_database, tmp_path_factory.mktemp("dashboard"))
+def stack(infra: Any, module_database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DashboardStack]:
+    running = DashboardStack(infra.kafka_bootstrap, module_database_url, tmp_path_factory.mktemp("dashboard"))
     try:
         produce_world(running)
         running.wait_processed()

@@ -18,49 +18,39 @@ import sentry_sdk
 from sentry_sdk.crons import capture_checkin
 
 from schemas.enums import CheckInStatus
-from tests.e2e.gateway_processes import Service, cronpipe, cronpipe_env, free_port
+from tests.e2e.gateway_processes import PipelineStack, cronpipe
 from tests.e2e.worker_processes import wait_for
 
 if TYPE_CHECKING:
     from sentry_sdk._types import MonitorConfig
 
+    from tests.conftest import Infra
+
 CONFIG: MonitorConfig = {"schedule": {"type": "crontab", "value": "0 * * * *"}, "checkin_margin": 5, "max_runtime": 30}
 
 
-class Stack:
+class Stack(PipelineStack):
+    """The pipeline's processes and one organization's project (DSN) and read token,
+    created with the `cronpipe` commands a user runs."""
+
     def __init__(self, kafka_bootstrap: str, database_url: str, log_dir: Path) -> None:
-        self.database_url = database_url
-        self.gateway_port, self.api_port = free_port(), free_port()
-        self.env = cronpipe_env(kafka_bootstrap, database_url, f"e2e{uuid.uuid4().hex[:8]}-",
-                                CRONPIPE_GATEWAY_PORT=str(self.gateway_port), CRONPIPE_API_PORT=str(self.api_port))
+        super().__init__(kafka_bootstrap, database_url, log_dir)
         cronpipe(self.env, "org", "create", "acme")
         created = cronpipe(self.env, "project", "create", "--org", "acme", "--slug", "backend", "--id", "1")
         self.dsn: str = created["dsn"]
         self.key: str = created["public_key"]
         self.token: str = cronpipe(self.env, "token", "create", "--org", "acme")["token"]
-        self.services = [Service.start("gateway", self.env, ["gateway"], log_dir),
-                         Service.start("worker", self.env, ["worker", "--agents", "checkins"], log_dir),
-                         Service.start("api", self.env, ["api"], log_dir)]
-        self.gateway_url = f"http://127.0.0.1:{self.gateway_port}"
-        self.api_url = f"http://127.0.0.1:{self.api_port}"
-        self.services[0].wait_http(f"{self.gateway_url}/healthz")
-        self.services[2].wait_http(f"{self.api_url}/")
 
     def cron_url(self, slug: str) -> str:
         return f"{self.gateway_url}/api/1/cron/{slug}/{self.key}/"
 
-    def stop(self) -> list[int]:
-        return [service.terminate() for service in self.services]
 
-
-@pytest.fixture
-def stack(kafka_bootstrap: str, database_url: str, tmp_path: Path) -> Iterator[Stack]:
-    running = Stack(kafka_bootstrap, database_url, tmp_path)
-    try:
+@pytest.fixture(scope="module")
+def stack(infra: Infra, module_database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """One stack for the module: its tests read back only their own monitors (slugs)."""
+    running = Stack(infra.kafka_bootstrap, module_database_url, tmp_path_factory.mktemp("pipeline"))
+    with running.running():
         yield running
-    finally:
-        codes = running.stop()
-    assert codes == [0, 0, 0], "\n".join(s.tail() for s in running.services)
 
 
 def stored_check_ins(database_url: str, slug: str) -> list[tuple[uuid.UUID, int, int | None]]:

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 
 from tests.e2e.gateway_processes import Service, cronpipe, cronpipe_env, free_port
@@ -42,19 +41,11 @@ class Server:
 
 
 @pytest.fixture(scope="module")
-def stack_env(infra: Any, template_database: str) -> Iterator[dict[str, str]]:
+def stack_env(infra: Any, module_database_url: str) -> dict[str, str]:
     """One database and topic prefix for the module's (up to four) server processes."""
-    admin = infra.admin_database_url
-    template = psycopg.conninfo.conninfo_to_dict(template_database)["dbname"]
-    name = f"test_limits_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name} TEMPLATE {template}")
-    url = psycopg.conninfo.make_conninfo(template_database, dbname=name)
-    env = cronpipe_env(infra.kafka_bootstrap, url, f"e2e{uuid.uuid4().hex[:8]}-")
+    env = cronpipe_env(infra.kafka_bootstrap, module_database_url, f"e2e{uuid.uuid4().hex[:8]}-")
     cronpipe(env, "org", "create", "acme")
-    yield env
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    return env
 
 
 @pytest.fixture(scope="module")
