@@ -11,7 +11,8 @@
   ``/livez`` 503, exit 1), the offsets stay where the last commit left them.
 
 :func:`retry_async` retries work awaited on the event loop, :func:`retry_blocking` work
-in a thread that owns its loop (a confluent-kafka consumer, the outbox relay). Both run
+in a thread that owns its loop (a confluent-kafka consumer, the outbox relay; it and
+:class:`Backoff` live in :mod:`schemas.retry`, shared with the notifier). Both run
 the work inside :func:`~consumers.database.wrap_exceptions`, so no caller sees psycopg's
 error types.
 
@@ -28,11 +29,11 @@ import concurrent.futures
 import itertools
 import logging
 import threading
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, NoReturn, TypeVar
 
 from consumers.database import StoreUnavailable, wrap_exceptions
+from schemas.retry import DEFAULT_BACKOFF, Backoff, Transient, retry_blocking
 
 if TYPE_CHECKING:
     import faust
@@ -52,26 +53,8 @@ __all__ = [
 log = logging.getLogger("cronpipe.retry")
 
 T = TypeVar("T")
-Transient = tuple[type[BaseException], ...]
 
 
-@dataclass(frozen=True)
-class Backoff:
-    """Delays ``first, first*2, first*4, ...`` capped at ``cap`` seconds.
-
-    The default cap is 2 s, like the pools' reconnection (consumers.pools): recovery after
-    an outage must not grow with the outage.
-    """
-
-    first_s: float = 0.5
-    cap_s: float = 2.0
-
-    def delay(self, attempt: int) -> float:
-        """The wait after failed attempt number ``attempt`` (0 = the first failure)."""
-        return min(self.cap_s, self.first_s * (1 << min(attempt, 32)))
-
-
-DEFAULT_BACKOFF = Backoff()
 
 
 async def retry_async(what: str, work: Callable[[], Awaitable[T]], *, transient: Transient = (),
@@ -105,35 +88,6 @@ async def retry_async(what: str, work: Callable[[], Awaitable[T]], *, transient:
             on_recovered()
         return result
     raise AssertionError("unreachable")  # itertools.count() never ends
-
-
-def retry_blocking(what: str, work: Callable[[], T], *, stop: Sequence[threading.Event],
-                   transient: Transient = (), backoff: Backoff = DEFAULT_BACKOFF,
-                   on_retry: Callable[[BaseException], None] | None = None,
-                   logger: logging.Logger = log) -> T | None:
-    """Call ``work()`` (in this thread) until it succeeds; None once any ``stop`` event is set.
-
-    Same rule as :func:`retry_async`: StoreUnavailable and ``transient`` back off and
-    retry, anything else propagates. ``on_retry`` runs after each transient failure
-    (e.g. drop a connection that may be broken). No attempt starts after a stop event is
-    set, and the back-off wait ends early when the first one is set.
-    """
-    retried: Transient = (StoreUnavailable, *transient)
-    for attempt in itertools.count():
-        if any(event.is_set() for event in stop):
-            return None
-        try:
-            with wrap_exceptions():
-                return work()
-        except retried as exc:
-            if on_retry is not None:
-                on_retry(exc)
-            if any(event.is_set() for event in stop):
-                return None
-            delay = backoff.delay(attempt)
-            logger.warning("%s not committed (%s); retrying in %.1fs", what, exc, delay)
-            stop[0].wait(delay)
-    raise AssertionError("unreachable")
 
 
 async def finish_even_if_cancelled(work: Awaitable[T], *, on_cancel: Callable[[], None] | None = None,

@@ -5,6 +5,10 @@ deliveries and the consumed offsets commit in one PostgreSQL transaction
 (``store.record_events``). On every assignment the consumer seeks to the offsets
 PostgreSQL holds, so a restart resumes exactly after the last committed batch, and an
 event consumed twice (the relay publishes at least once) collapses on its event id.
+
+Failures follow the consumers' rule (schemas.retry, on the boundary of schemas.database):
+a transient one (database down) backs off and reads the batch again from the stored
+offsets; a permanent one propagates and stops the notifier (notifier.service).
 """
 
 from __future__ import annotations
@@ -14,10 +18,11 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from confluent_kafka import Consumer
+from confluent_kafka import Consumer, TopicPartition
 
 from notifier import store
 from schemas.incident_events import IncidentEvent, IncidentEventError, decode_incident_event
+from schemas.retry import Backoff, retry_blocking
 
 __all__ = ["EventConsumer"]
 
@@ -25,6 +30,8 @@ log = logging.getLogger("cronpipe.notifier")
 
 BATCH_SIZE = 1000
 POLL_S = 0.25
+#: Waits between attempts while the database is down: 0.5, 1, then every 2 s.
+BACKOFF = Backoff(first_s=0.5, cap_s=2.0)
 
 
 class EventConsumer:
@@ -42,10 +49,13 @@ class EventConsumer:
                                    # Deliver promptly at low rates (librdkafka waits 500 ms by default).
                                    "fetch.wait.max.ms": 20})
         self._consumer.subscribe([topic], on_assign=self._on_assign)
+        #: Set by a batch that did not commit: the next attempt first seeks back to the
+        #: stored offsets, so that batch is read again.
+        self._rewind_first = False
 
     def _on_assign(self, consumer: Any, partitions: list[Any]) -> None:
         with self._connect() as conn:
-            stored = store.load_offsets(conn, self._group, self._topic)
+            stored = store.load_all_offsets(conn, self._group, self._topic)
         for tp in partitions:
             if tp.partition in stored:
                 tp.offset = stored[tp.partition]
@@ -82,25 +92,28 @@ class EventConsumer:
         return bool(raw)
 
     def run(self, stop: threading.Event) -> None:
+        """Consume until ``stop`` is set; a permanent failure (StoreError, a bug) propagates."""
         try:
             while not stop.is_set():
-                try:
-                    self.run_once()
-                except Exception as exc:  # database down: nothing committed, back off
-                    log.warning("notifier batch not committed (%s); retrying", exc)
-                    stop.wait(1.0)
-                    self._rewind()
+                retry_blocking("notifier batch", self._attempt, stop=[stop], backoff=BACKOFF,
+                               on_retry=self._on_retry, logger=log)
         finally:
             self._consumer.close()
 
-    def _rewind(self) -> None:
-        """After a failed commit, seek back to the stored offsets so the batch is read again."""
-        try:
-            with self._connect() as conn:
-                stored = store.load_offsets(conn, self._group, self._topic)
-            from confluent_kafka import TopicPartition
+    def _on_retry(self, exc: BaseException) -> None:
+        self._rewind_first = True
 
-            for tp in self._consumer.assignment():
-                self._consumer.seek(TopicPartition(self._topic, tp.partition, stored.get(tp.partition, 0)))
-        except Exception as exc:  # still down: the next attempt rewinds again
-            log.warning("cannot rewind to the stored offsets yet (%s)", exc)
+    def _attempt(self) -> bool:
+        """One batch, after the rewind a failed one asked for (retried with it if the
+        database is still down: a batch is never read past uncommitted)."""
+        if self._rewind_first:
+            self._rewind()
+            self._rewind_first = False
+        return self.run_once()
+
+    def _rewind(self) -> None:
+        """Seek back to the stored offsets, so the batch that did not commit is read again."""
+        with self._connect() as conn:
+            stored = store.load_all_offsets(conn, self._group, self._topic)
+        for tp in self._consumer.assignment():
+            self._consumer.seek(TopicPartition(self._topic, tp.partition, stored.get(tp.partition, 0)))

@@ -53,6 +53,8 @@ class Notifier:
                                             "connect_timeout": 3},
                                     check=ConnectionPool.check_connection, reconnect_timeout=4.0, open=True)
         self._senders: dict[int, tuple[ChannelSender, asyncio.Task[None]]] = {}
+        #: What stopped the consumer, if anything did (a permanent failure): exit 1.
+        self.fatal: BaseException | None = None
         #: Channels the consumer gave deliveries since the loop last looked.
         self._fresh: set[int] = set()
 
@@ -74,7 +76,15 @@ class Notifier:
 
         consumer = EventConsumer(self._settings.kafka_bootstrap, self._topics.incidents,
                                  f"{self._settings.topic_prefix}cronpipe-notifier", self._connect, woken)
-        thread = threading.Thread(target=consumer.run, args=(consumer_stop,), name="notifier-consumer", daemon=True)
+        def consume() -> None:  # the consumer's thread
+            try:
+                consumer.run(consumer_stop)
+            except Exception as exc:  # permanent (schemas.retry): stop the notifier loudly
+                log.critical("notifier consumer stopped: %s", exc, exc_info=exc)
+                self.fatal = exc
+                loop.call_soon_threadsafe(stop.set)
+
+        thread = threading.Thread(target=consume, name="notifier-consumer", daemon=True)
         thread.start()
         try:
             polled = 0.0
@@ -124,17 +134,19 @@ class Notifier:
 
 
 def run_notifier(settings: Settings) -> int:
-    """Ensure the topics, then run until SIGTERM/SIGINT; the exit code."""
+    """Ensure the topics, then run until SIGTERM/SIGINT (exit 0) or a permanent failure of
+    the consumer (exit 1); the exit code."""
     ensure_topics(settings.kafka_bootstrap, Topics(prefix=settings.topic_prefix).specs())
 
-    async def main() -> None:
+    async def main() -> Notifier:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         log.info("notifier running (private destinations %s)",
                  "allowed" if settings.notify_allow_private else "refused")
-        await Notifier(settings).run(stop)
+        notifier = Notifier(settings)
+        await notifier.run(stop)
+        return notifier
 
-    asyncio.run(main())
-    return 0
+    return 1 if asyncio.run(main()).fatal is not None else 0

@@ -14,7 +14,6 @@ from typing import Any
 from uuid import UUID
 
 import orjson
-import psycopg
 
 # The channel functions live in schemas.channels (shared with the API); re-exported here.
 from schemas.channels import (
@@ -27,6 +26,9 @@ from schemas.channels import (
     load_channel,
     read_log,
 )
+
+# The consumed offsets are stored as the worker's consumers store theirs (schemas.database).
+from schemas.database import Conn, load_all_offsets, save_offsets
 from schemas.incident_events import IncidentEvent
 
 __all__ = [
@@ -40,24 +42,15 @@ __all__ = [
     "due_channels",
     "find_channel",
     "list_channels",
+    "load_all_offsets",
     "load_channel",
-    "load_offsets",
     "read_log",
     "record_attempts",
     "record_events",
 ]
 
-Conn = psycopg.Connection[Any]
-
 
 # --------------------------------------------------------------------------- consuming
-
-SAVE_OFFSETS = """
-INSERT INTO consumer_offsets (consumer_group, topic, partition, next_offset)
-SELECT %(group)s, %(topic)s, p, o FROM unnest(%(partitions)s::integer[], %(offsets)s::bigint[]) AS t (p, o)
-ON CONFLICT (consumer_group, topic, partition)
-DO UPDATE SET next_offset = GREATEST(consumer_offsets.next_offset, excluded.next_offset)
-"""
 
 INSERT_EVENTS = """
 INSERT INTO alert_events (event_id, payload)
@@ -86,12 +79,6 @@ RETURNING channel_id
 """
 
 
-def load_offsets(conn: Conn, group: str, topic: str) -> dict[int, int]:
-    rows = conn.execute("SELECT partition, next_offset FROM consumer_offsets"
-                        " WHERE consumer_group = %(group)s AND topic = %(topic)s", {"group": group, "topic": topic})
-    return {int(p): int(o) for p, o in rows}
-
-
 def record_events(conn: Conn, events: Sequence[IncidentEvent], *, group: str, topic: str,
                   next_offsets: Mapping[int, int]) -> dict[int, int]:
     """Store consumed events, one delivery per (event, channel its monitor routes to), and
@@ -109,8 +96,7 @@ def record_events(conn: Conn, events: Sequence[IncidentEvent], *, group: str, to
                 "ords": list(range(len(events)))})
             for (channel_id,) in cur:
                 created[channel_id] = created.get(channel_id, 0) + 1
-        conn.execute(SAVE_OFFSETS, {"group": group, "topic": topic, "partitions": list(next_offsets),
-                                    "offsets": list(next_offsets.values())})
+        save_offsets(conn, group, topic, next_offsets)
     return created
 
 

@@ -28,6 +28,7 @@ from cronpipe.admin import create_org, create_project
 from schemas.clock import encode_clock_tick
 from schemas.messages import encode_check_in
 from schemas.topics import Topics
+from tests.e2e.worker_processes import wait_for
 from tests.integration.alert_receiver import Receiver
 
 T = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -106,13 +107,6 @@ def receiver() -> Iterator[Receiver]:
     r = Receiver().start()
     yield r
     r.stop()
-
-
-def wait_for(check: Callable[[], bool], what: str, timeout_s: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
 
 
 def events(receiver: Receiver) -> list[dict[str, Any]]:

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
@@ -20,6 +19,7 @@ from confluent_kafka import Producer
 from cronpipe.admin import create_org, create_project
 from schemas.messages import encode_check_in
 from schemas.topics import Topics
+from tests.e2e.worker_processes import wait_for
 
 UTC = timezone.utc
 T0 = datetime(2024, 6, 1, 8, 0, tzinfo=UTC)
@@ -98,12 +98,21 @@ def child_pids(pid: int) -> list[int]:
         return []
 
 
-def wait_for(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
+STORED_OFFSETS = "SELECT sum(next_offset) FROM consumer_offsets"
+
+
+def run_a_quarter(kafka_bootstrap: str, database_url: str, topics: Topics,
+                  start_worker: Callable[[str], subprocess.Popen[bytes]]
+                  ) -> tuple[subprocess.Popen[bytes], int, dict[int, int]]:
+    """Produce the workload, start a worker and return it (still running) once it has
+    committed a quarter of the messages; with the message count and the expected statuses."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        create_org(conn, "acme")
+        create_project(conn, "acme", "backend", project_id=1)
+    messages, statuses = produce_workload(kafka_bootstrap, topics.ingest)
+    worker = start_worker(topics.prefix)
+    wait_for(lambda: count(database_url, STORED_OFFSETS) > messages // 4, "a quarter of the messages", 300)
+    return worker, messages, statuses
 
 
 @pytest.mark.timeout(900)
@@ -111,23 +120,16 @@ def test_a_worker_killed_mid_run_and_restarted_stores_every_check_in_exactly_onc
         kafka_bootstrap: str, database_url: str, make_topics: Callable[..., Topics],
         start_worker: Callable[[str], subprocess.Popen[bytes]]) -> None:
     topics = make_topics()
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        create_org(conn, "acme")
-        create_project(conn, "acme", "backend", project_id=1)
-    messages, statuses = produce_workload(kafka_bootstrap, topics.ingest)
-    stored_offsets = "SELECT sum(next_offset) FROM consumer_offsets"
-
-    first = start_worker(topics.prefix)
-    wait_for(lambda: count(database_url, stored_offsets) > messages // 4, 300, "a quarter of the messages")
+    first, messages, statuses = run_a_quarter(kafka_bootstrap, database_url, topics, start_worker)
     children = child_pids(first.pid)
     first.send_signal(signal.SIGKILL)
     first.wait(10)
-    assert count(database_url, stored_offsets) < messages, "the worker finished before it was killed"
-    wait_for(lambda: not any(Path(f"/proc/{pid}").exists() for pid in children), 30,
-             "the killed worker's batch process to exit")
+    assert count(database_url, STORED_OFFSETS) < messages, "the worker finished before it was killed"
+    wait_for(lambda: not any(Path(f"/proc/{pid}").exists() for pid in children),
+             "the killed worker's batch process to exit", 30)
 
     second = start_worker(topics.prefix)
-    wait_for(lambda: count(database_url, stored_offsets) == messages, 600, "every message to be stored")
+    wait_for(lambda: count(database_url, STORED_OFFSETS) == messages, "every message to be stored", 600)
     second.send_signal(signal.SIGTERM)
     assert second.wait(60) == 0
 
@@ -150,18 +152,11 @@ def test_sigterm_mid_run_commits_the_batch_in_flight_and_exits_zero(
         kafka_bootstrap: str, database_url: str, make_topics: Callable[..., Topics],
         start_worker: Callable[[str], subprocess.Popen[bytes]]) -> None:
     topics = make_topics()
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        create_org(conn, "acme")
-        create_project(conn, "acme", "backend", project_id=1)
-    messages, _ = produce_workload(kafka_bootstrap, topics.ingest)
-    stored_offsets = "SELECT sum(next_offset) FROM consumer_offsets"
-
-    worker = start_worker(topics.prefix)
-    wait_for(lambda: count(database_url, stored_offsets) > messages // 4, 300, "a quarter of the messages")
+    worker, messages, _ = run_a_quarter(kafka_bootstrap, database_url, topics, start_worker)
     worker.send_signal(signal.SIGTERM)
 
     assert worker.wait(60) == 0
-    assert count(database_url, stored_offsets) < messages
+    assert count(database_url, STORED_OFFSETS) < messages
     # Stopped at a batch boundary: what is stored is consistent with itself.
     for status, column in ((1, "ok"), (2, "error")):
         assert count(database_url, f"SELECT sum({column}) FROM checkin_rollups WHERE resolution = 3600") == count(

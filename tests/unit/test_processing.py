@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
-import itertools
 import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-import orjson
 import pytest
 
 from consumers.checkins.dlq import DeadLetter, DlqLimiter, DlqLimitExceeded, DlqPolicy
 from consumers.checkins.processing import (
-    BatchState,
-    CheckInItem,
     CheckInState,
     EnvState,
-    IdPool,
-    MonitorState,
     ProcessorConfig,
-    Project,
     RejectedItem,
     process_batch,
     rollup_deltas,
@@ -27,59 +20,19 @@ from consumers.checkins.processing import (
 )
 from consumers.rollups import RollupDelta, bucket_start
 from schemas.enums import CheckInStatus, MonitorStatus, ProcessingErrorType
-from schemas.messages import CheckInMessage, MessageRejected, PayloadError, parse_check_in_payload
-from schemas.monitor_config import parse_monitor_config
+from schemas.messages import MessageRejected
+from tests.unit.processing_builders import (
+    HOURLY,
+    T0,
+    empty_state,
+    error_types,
+    existing_check_in,
+    existing_monitor,
+    ids,
+    item,
+)
 
 UTC = timezone.utc
-T0 = datetime(2024, 5, 1, 12, 0, 30, tzinfo=UTC)
-HOURLY = {"schedule": {"type": "crontab", "value": "0 * * * *"}}
-
-
-def item(slug: str = "job", status: str = "ok", *, at: datetime = T0, project_id: int = 1,
-         check_in_id: uuid.UUID | None = None, **fields: object) -> CheckInItem:
-    payload = orjson.dumps({"check_in_id": (check_in_id or uuid.uuid4()).hex, "monitor_slug": slug,
-                            "status": status, **fields})
-    message = CheckInMessage(payload=payload, start_time=at.timestamp(), project_id=project_id, retention_days=90)
-    parsed: object
-    try:
-        parsed = parse_check_in_payload(payload)
-    except PayloadError as exc:
-        parsed = exc
-    return CheckInItem(at, message, parsed)
-
-
-def empty_state() -> BatchState:
-    return BatchState(projects={1: Project(1, 10)}, monitors={}, envs={}, checkins={}, in_progress={})
-
-
-def ids() -> IdPool:
-    return IdPool(itertools.count(100), itertools.count(200), itertools.count(300))
-
-
-def existing_monitor(state: BatchState, **config: object) -> MonitorState:
-    monitor = MonitorState(id=1, project_id=1, organization_id=10, slug="job", name="Job",
-                           status=MonitorStatus.ACTIVE, config=parse_monitor_config({**HOURLY, **config}))
-    state.monitors[(1, "job")] = monitor
-    return monitor
-
-
-def existing_check_in(state: BatchState, status: CheckInStatus, *, env: str = "production",
-                      at: datetime = T0) -> CheckInState:
-    monitor = state.monitors[(1, "job")]
-    environment = state.envs.setdefault((1, "job", env), EnvState(id=len(state.envs) + 1, monitor=monitor,
-                                                                   environment=env))
-    checkin = CheckInState(id=len(state.checkins) + 1, guid=uuid.uuid4(), project_id=1, monitor_id=monitor.id,
-                           env_id=environment.id, status=status, date_added=at, date_clock=at, expected_time=None,
-                           timeout_at=None, duration_ms=None, monitor_config=None, trace_id=None, release=None,
-                           loaded=(status, None))
-    state.checkins[checkin.guid] = checkin
-    if status == CheckInStatus.IN_PROGRESS:
-        state.in_progress.setdefault(environment.id, []).append(checkin)
-    return checkin
-
-
-def error_types(result: object) -> list[ProcessingErrorType]:
-    return [e.type for e in result.errors]  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize(("existing", "incoming", "final", "error"), [

@@ -4,76 +4,30 @@ client's retry of a closing check-in is not an error."""
 
 from __future__ import annotations
 
-import itertools
 import uuid
-from datetime import UTC, datetime, timedelta
-
-import orjson
+from datetime import timedelta
 
 from consumers.checkins.processing import (
     AttachmentItem,
-    BatchResult,
     BatchState,
-    CheckInItem,
     CheckInState,
-    EnvState,
-    IdPool,
     MonitorState,
     ProcessorConfig,
-    Project,
     process_batch,
 )
 from schemas.enums import CheckInStatus, MonitorStatus, ProcessingErrorType
-from schemas.messages import (
-    CheckInAttachmentMessage,
-    CheckInMessage,
-    parse_check_in_payload,
-)
+from schemas.messages import CheckInAttachmentMessage
 from schemas.monitor_config import parse_monitor_config
-
-T0 = datetime(2024, 5, 1, 12, 0, 30, tzinfo=UTC)
-HOURLY = {"schedule": {"type": "crontab", "value": "0 * * * *"}}
-
-
-def item(slug: str = "job", status: str = "ok", *, at: datetime = T0, check_in_id: uuid.UUID | None = None,
-         **fields: object) -> CheckInItem:
-    payload = orjson.dumps({"check_in_id": (check_in_id or uuid.uuid4()).hex, "monitor_slug": slug,
-                            "status": status, **fields})
-    message = CheckInMessage(payload=payload, start_time=at.timestamp(), project_id=1, retention_days=90)
-    return CheckInItem(at, message, parse_check_in_payload(payload))
-
-
-def empty_state() -> BatchState:
-    return BatchState(projects={1: Project(1, 10)}, monitors={}, envs={}, checkins={}, in_progress={})
-
-
-def ids() -> IdPool:
-    return IdPool(itertools.count(100), itertools.count(200), itertools.count(300))
-
-
-def existing_monitor(state: BatchState) -> MonitorState:
-    monitor = MonitorState(id=1, project_id=1, organization_id=10, slug="job", name="Job",
-                           status=MonitorStatus.ACTIVE, config=parse_monitor_config(HOURLY))
-    state.monitors[(1, "job")] = monitor
-    return monitor
-
-
-def existing_check_in(state: BatchState, status: CheckInStatus, *, env: str = "production") -> CheckInState:
-    monitor = state.monitors[(1, "job")]
-    environment = state.envs.setdefault((1, "job", env), EnvState(id=len(state.envs) + 1, monitor=monitor,
-                                                                   environment=env))
-    checkin = CheckInState(id=len(state.checkins) + 1, guid=uuid.uuid4(), project_id=1, monitor_id=monitor.id,
-                           env_id=environment.id, status=status, date_added=T0, date_clock=T0, expected_time=None,
-                           timeout_at=None, duration_ms=None, monitor_config=None, trace_id=None, release=None,
-                           loaded=(status, None))
-    state.checkins[checkin.guid] = checkin
-    if status == CheckInStatus.IN_PROGRESS:
-        state.in_progress.setdefault(environment.id, []).append(checkin)
-    return checkin
-
-
-def error_types(result: BatchResult) -> list[ProcessingErrorType]:
-    return [e.type for e in result.errors]
+from tests.unit.processing_builders import (
+    HOURLY,
+    T0,
+    empty_state,
+    error_types,
+    existing_check_in,
+    existing_monitor,
+    ids,
+    item,
+)
 
 
 def attachment(check_in_id: uuid.UUID, *, project_id: int = 1, slug: str = "job") -> AttachmentItem:
@@ -85,7 +39,7 @@ def attachment(check_in_id: uuid.UUID, *, project_id: int = 1, slug: str = "job"
 def other_monitor(state: BatchState, project_id: int = 1, slug: str = "other") -> MonitorState:
     monitor = MonitorState(id=2, project_id=project_id, organization_id=10, slug=slug, name=slug,
                            status=MonitorStatus.ACTIVE,
-                           config=parse_monitor_config({"schedule": {"type": "crontab", "value": "0 * * * *"}}))
+                           config=parse_monitor_config(HOURLY))
     state.monitors[(project_id, slug)] = monitor
     return monitor
 
