@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import sys
 
 from schemas.settings import Settings
 
@@ -36,5 +37,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_bench(settings: Settings, args: argparse.Namespace) -> int:
+    """Apply pending migrations (idempotent), then run the benchmark: on a fresh database a
+    benchmark would otherwise fail on its first INSERT with "relation ... does not exist"."""
+    from schemas.migrate import apply_migrations
+
+    applied = apply_migrations(settings.effective_database_url())
+    if applied:
+        print(f"bench: applied migrations {', '.join(applied)}", file=sys.stderr, flush=True)
     module = importlib.import_module(f"cronpipe.bench.{args.bench}")
     return int(module.run(settings, args))
