@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from types import ModuleType
 
 from schemas.settings import Settings
 
@@ -44,5 +45,9 @@ def run_bench(settings: Settings, args: argparse.Namespace) -> int:
     applied = apply_migrations(settings.effective_database_url())
     if applied:
         print(f"bench: applied migrations {', '.join(applied)}", file=sys.stderr, flush=True)
-    module = importlib.import_module(f"cronpipe.bench.{args.bench}")
-    return int(module.run(settings, args))
+    return int(load(args.bench).run(settings, args))
+
+
+def load(name: str) -> ModuleType:
+    """The benchmark module ``name`` (``add_arguments`` and ``run``)."""
+    return importlib.import_module(f"cronpipe.bench.{name}")

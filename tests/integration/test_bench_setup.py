@@ -10,7 +10,7 @@ from typing import Any
 import psycopg
 import pytest
 
-import cronpipe.bench
+from cronpipe.bench import run_bench
 from schemas.settings import Settings
 
 
@@ -27,8 +27,7 @@ def test_a_benchmark_finds_the_schema_on_a_database_that_was_never_migrated(
         return 0
 
     # The benchmark itself is replaced: what is under test is what runs before it.
-    monkeypatch.setattr(cronpipe.bench.importlib, "import_module", lambda name: types.SimpleNamespace(run=run))
-    code = cronpipe.bench.run_bench(Settings(kafka_bootstrap=kafka_bootstrap, database_url=url),
-                                    argparse.Namespace(bench="pipeline"))
+    monkeypatch.setattr("cronpipe.bench.load", lambda name: types.SimpleNamespace(run=run))
+    code = run_bench(Settings(kafka_bootstrap=kafka_bootstrap, database_url=url), argparse.Namespace(bench="pipeline"))
     assert code == 0
     assert seen == [("organizations",)]
