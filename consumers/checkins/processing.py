@@ -32,7 +32,7 @@ from typing import Any, Final
 import orjson
 
 from consumers.incidents.rules import INITIAL_STATE, IncidentChange, IncidentState, apply_result
-from consumers.rollups import ROLLUP_RESOLUTIONS, RollupDelta, RollupKey, bucket_start
+from consumers.rollups import ROLLUP_RESOLUTIONS, RollupDelta, RollupKey, bucket_at
 from schemas.enums import CheckInStatus, MonitorStatus, ProcessingErrorType
 from schemas.messages import (
     CheckInAttachmentMessage,
@@ -619,9 +619,12 @@ def rollup_deltas(checkins: Sequence[CheckInState]) -> dict[RollupKey, RollupDel
         before = checkin.loaded
         if _contribution(checkin.status, checkin.duration_ms) == (_contribution(*before) if before else None):
             continue
+        seconds = int(checkin.date_added.timestamp())  # bucket_start, once for both resolutions
         for resolution in ROLLUP_RESOLUTIONS:
-            key = (checkin.env_id, resolution, bucket_start(checkin.date_added, resolution))
-            row = deltas.setdefault(key, RollupDelta())
+            key = (checkin.env_id, resolution, bucket_at(seconds - seconds % resolution))
+            row = deltas.get(key)
+            if row is None:
+                row = deltas[key] = RollupDelta()
             row.count(checkin.status, checkin.duration_ms, +1)
             if before is not None:
                 row.count(before[0], before[1], -1)
