@@ -27,7 +27,7 @@ def test_a_benchmark_finds_the_schema_on_a_database_that_was_never_migrated(
         return 0
 
     # The benchmark itself is replaced: what is under test is what runs before it.
-    monkeypatch.setattr(cronpipe.bench.importlib, "import_module", lambda name: types.SimpleNamespace(run=run))
+    monkeypatch.setattr("cronpipe.bench.importlib.import_module", lambda name: types.SimpleNamespace(run=run))
     code = cronpipe.bench.run_bench(Settings(kafka_bootstrap=kafka_bootstrap, database_url=url),
                                     argparse.Namespace(bench="pipeline"))
     assert code == 0
