@@ -18,6 +18,8 @@ partition assignment the stored offsets are committed to Kafka first
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import logging
 import multiprocessing
 import os
@@ -26,7 +28,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Awaitable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -174,7 +176,7 @@ def handle_batch(ctx: WorkerContext, limiter: DlqLimiter, events: Sequence[RawEv
     """
     topic = ctx.topics.ingest
     started = time.perf_counter()
-    with wrap_exceptions(), ctx.pool.connection() as conn, conn.transaction():
+    with gc_paused(), wrap_exceptions(), ctx.pool.connection() as conn, conn.transaction():
         stored = database.load_offsets(conn, ctx.consumer_group, topic, {e.partition for e in events})
         fresh = [e for e in events if e.offset >= stored.get(e.partition, 0)]
         metrics.REDELIVERED.inc(len(events) - len(fresh))
@@ -195,6 +197,26 @@ def handle_batch(ctx: WorkerContext, limiter: DlqLimiter, events: Sequence[RawEv
     metrics.BATCH_SIZE.observe(len(events))
     metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
     return BatchCommitted(topic, batch.next_offsets, batch.clocks, dict(Counter(d.project_id for d in batch.dead)))
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection while a batch runs; it resumes after.
+
+    A batch allocates tens of thousands of objects that live until it ends (items, rows,
+    parameters), so the collector ran dozens of times per batch, and its oldest generation
+    (every module, schema and cache of the process) about once: ≈ 25 % of the decode's CPU
+    (BENCHMARKS.md, "The processor's batch"). Reference counting still frees everything
+    as usual; only garbage in reference cycles waits, at most one batch's worth.
+    """
+    if not gc.isenabled():  # someone else (a test, a profiler) decides
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 def handle_batch_isolating_poison(ctx: WorkerContext, limiter: DlqLimiter,

@@ -20,6 +20,7 @@ BENCHMARKS = {
     "gateway": "HTTP ingest throughput and latency vs a do-nothing endpoint",
     "api": "read API stats (cached and not) and monitor list: requests/s, p50/p99 and CPU per request under 8 clients",
     "ceilings": "faust no-op agent vs confluent-kafka + handle_batch vs bare consumer on one topic",
+    "batch": "the processor's batch stage by stage and statement by statement: Python and PostgreSQL CPU per message",
     "notify": "incidents → outbox → relay → notifier → webhook: mass-outage delivery time, commit→delivery at a steady rate",
     "delete": "ingestion-shaped writes while a monitor with 200,000 check-ins is deleted and purged",
     "retention": "partitioning: migration time, partition drop vs DELETE of a day, size of 10 M check-ins",

@@ -269,6 +269,9 @@ _CLEAN_UP = [
     "DELETE FROM incidents WHERE monitor_id IN (SELECT id FROM monitors WHERE project_id = %(project)s)",
     "DELETE FROM checkin_rollups WHERE monitor_environment_id IN (SELECT e.id FROM monitor_environments e"
     " JOIN monitors m ON m.id = e.monitor_id WHERE m.project_id = %(project)s)",
+    # The guid rows first: the trigger writes them, nothing deletes them with the check-ins, and
+    # left behind they grow the guid index every later run inserts into.
+    "DELETE FROM checkin_guids g USING checkins c WHERE c.project_id = %(project)s AND g.guid = c.guid",
     "DELETE FROM checkins WHERE project_id = %(project)s",
     "DELETE FROM monitor_environments WHERE monitor_id IN (SELECT id FROM monitors WHERE project_id = %(project)s)",
     "DELETE FROM processing_errors WHERE project_id = %(project)s",
