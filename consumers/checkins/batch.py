@@ -273,7 +273,7 @@ def send_dead_letters(ctx: WorkerContext, limiter: DlqLimiter, dead: Sequence[De
             log.warning("project %s is over its dead-letter budget (%d per %gs): its further dead letters are "
                         "sent without a log line each and not counted toward the DLQ limit "
                         "(metric cronpipe_dead_letters_over_budget_total)", project,
-                        limiter.policy.project_budget, limiter.policy.window_s)
+                        ctx.dlq.project_budget, ctx.dlq.window_s)  # the limiter may be a proxy (several readers)
     metrics.DEAD_LETTERS.inc(len(dead))
     metrics.DEAD_LETTERS_OVER_BUDGET.inc(over)
     return over_budget

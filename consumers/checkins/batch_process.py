@@ -10,6 +10,11 @@ handed over; :meth:`BatchRunner.submit` returns a future at once.
 The child ignores SIGTERM/SIGINT (the parent drains, then shuts it down) and exits by
 itself when its parent dies (SIGKILL): a transaction in flight then rolls back and its
 batch is redelivered. The stop deadline SIGKILLs it (``consumers.shutdown``).
+
+Several readers (``CRONPIPE_CHECKIN_READERS``) have a runner each but one DLQ limit
+(:func:`shared_limiter`): with batch processes the limiter lives in a small server
+process of its own (``multiprocessing.managers``), called only for batches with dead
+letters, so the limit still counts every dead letter of the worker.
 """
 
 from __future__ import annotations
@@ -22,36 +27,87 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterable
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from multiprocessing.managers import BaseManager
+from typing import cast
 
 from consumers.checkins.batch import RawEvent, handle_batch_isolating_poison
-from consumers.checkins.dlq import DlqLimiter, DlqPolicy
+from consumers.checkins.dlq import DeadLetter, DlqLimiter, DlqPolicy
 from consumers.checkins.processing import ProcessorConfig
 from consumers.context import BatchCommitted, WorkerContext, build_context
 from schemas.settings import Settings
 from schemas.topics import Topics
 
-__all__ = ["BatchRunner", "Row"]
+__all__ = ["BatchRunner", "LockedLimiter", "Row", "shared_limiter"]
 
 #: One message as it crosses to the batch process: a :class:`RawEvent`'s fields, which
 #: pickle faster as a tuple than as a dataclass.
 Row = tuple[int, int, float, bytes | None, bytes]
 
 
-class BatchRunner:
-    """Commits batches of :data:`Row` one after the other, off the caller's thread."""
+class LockedLimiter(DlqLimiter):
+    """A :class:`DlqLimiter` several threads may call at once (readers in one process, or
+    the batch processes' calls served by the limiter's server, one thread each)."""
 
-    def __init__(self, ctx: WorkerContext) -> None:
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+
+    def admit(self, letters: Iterable[DeadLetter], now: float) -> set[int | None]:
+        with self._lock:
+            return super().admit(letters, now)
+
+    def first_report(self, project: int | None, now: float) -> bool:
+        with self._lock:
+            return super().first_report(project, now)
+
+
+class _LimiterServer(BaseManager):
+    pass
+
+
+_LimiterServer.register("LockedLimiter", LockedLimiter, exposed=("admit", "first_report"))
+
+
+def shared_limiter(ctx: WorkerContext, readers: int) -> tuple[DlqLimiter | None, Callable[[], None]]:
+    """The DLQ limiter every runner of the worker uses, and how to stop it. None for one
+    batch process (it keeps its own, no server needed); with batch processes a proxy to
+    the limiter in its server process, which exits with the worker even on SIGKILL."""
+    if not ctx.batch_process:
+        return LockedLimiter(ctx.dlq), lambda: None
+    if readers == 1:
+        return None, lambda: None
+    server = _LimiterServer(ctx=multiprocessing.get_context("spawn"))
+    server.start(initializer=_init_limiter_server, initargs=(os.getpid(),))
+    proxy = server.LockedLimiter(ctx.dlq)  # type: ignore[attr-defined]
+    return cast(DlqLimiter, proxy), server.shutdown
+
+
+def _init_limiter_server(parent: int) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # stopped by the parent, after the runners
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _exit_with_parent(parent)
+
+
+class BatchRunner:
+    """Commits batches of :data:`Row` one after the other, off the caller's thread, with
+    ``limiter`` (see :func:`shared_limiter`; None: a batch process's own)."""
+
+    def __init__(self, ctx: WorkerContext, limiter: DlqLimiter | None = None) -> None:
         self._executor: Executor
         if ctx.batch_process:
             # spawn, not fork: the parent already runs threads (librdkafka, faust's).
             self._executor = ProcessPoolExecutor(
                 max_workers=1, mp_context=multiprocessing.get_context("spawn"), initializer=_init_child,
-                initargs=(ctx.settings, ctx.topics, ctx.consumer_group, ctx.processor, ctx.dlq))
+                initargs=(ctx.settings, ctx.topics, ctx.consumer_group, ctx.processor, ctx.dlq, limiter))
             self._handle = _handle_in_child
+            # Spawned now, from this (the main) thread, not at the first batch: its start-up
+            # (imports, pool, producer) is off the first batch's latency, and it is a child of
+            # the worker's main thread, where /proc/PID/task/PID/children lists it.
+            self._executor.submit(_started).result()
         else:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkin-batch")
-            self._handle = functools.partial(_handle_rows, ctx, DlqLimiter(ctx.dlq))
+            self._handle = functools.partial(_handle_rows, ctx, limiter or DlqLimiter(ctx.dlq))
 
     def submit(self, rows: list[Row]) -> Future[BatchCommitted | None]:
         """Start committing ``rows``; the future raises what the batch raised
@@ -63,6 +119,10 @@ class BatchRunner:
         self._executor.shutdown(wait=True)
 
 
+def _started() -> None:
+    pass
+
+
 def _handle_rows(ctx: WorkerContext, limiter: DlqLimiter, rows: list[Row]) -> BatchCommitted | None:
     return handle_batch_isolating_poison(ctx, limiter, [RawEvent(*row) for row in rows])
 
@@ -71,7 +131,7 @@ _CHILD: tuple[WorkerContext, DlqLimiter] | None = None
 
 
 def _init_child(settings: Settings, topics: Topics, group: str, processor: ProcessorConfig,
-                dlq: DlqPolicy) -> None:
+                dlq: DlqPolicy, limiter: DlqLimiter | None) -> None:
     # The parent decides when to stop: it lets the batch in flight finish, then shuts us down.
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -81,7 +141,7 @@ def _init_child(settings: Settings, topics: Topics, group: str, processor: Proce
     global _CHILD
     ctx = build_context(settings, topics, consumer_group=group, processor=processor)
     ctx.dlq = dlq
-    _CHILD = (ctx, DlqLimiter(dlq))
+    _CHILD = (ctx, limiter or DlqLimiter(dlq))
 
 
 def _exit_with_parent(parent: int) -> None:

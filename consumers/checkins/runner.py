@@ -29,14 +29,14 @@ import functools
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Future
 
 import faust
 
 from consumers import metrics, retry
 from consumers.batch_consumer import BatchConsumer, Record, stored_offsets_of
-from consumers.checkins.batch_process import BatchRunner, Row
+from consumers.checkins.batch_process import BatchRunner, Row, shared_limiter
 from consumers.checkins.dlq import DlqLimitExceeded
 from consumers.context import BatchCommitted, WorkerContext
 from consumers.database import StoreError
@@ -106,12 +106,23 @@ def _read_checkins(ctx: WorkerContext, runner: BatchRunner, loop: asyncio.Abstra
 
 
 def register(app: faust.App, ctx: WorkerContext) -> None:
-    """Add the check-in reader: a faust task running a batch consumer in its own thread,
-    its batches written by one batch runner (started here, shut down by close_context)."""
-    runner = BatchRunner(ctx)
-    ctx.closers.append(runner.shutdown)
-    # Its own Kafka group, named after the app (a new app id is a fresh group): the
-    # offsets that count are in PostgreSQL, under ctx.consumer_group.
+    """Add ``ctx.settings.checkin_readers`` check-in readers: faust tasks, each running a
+    batch consumer in its own thread with its own batch runner (started here, shut down
+    by close_context) and one DLQ limit for all. Several readers split the partitions of
+    one Kafka group, named after the app (a new app id is a fresh group: the offsets
+    that count are in PostgreSQL, under ctx.consumer_group)."""
+    readers = ctx.settings.checkin_readers
+    limiter, stop_limiter = shared_limiter(ctx, readers)
+    ctx.closers.append(stop_limiter)  # closers run last added first: after the runners
+    for _ in range(readers):
+        runner = BatchRunner(ctx, limiter)
+        ctx.closers.append(runner.shutdown)
+        app.task(_reader_task(app, ctx, runner))
+
+
+def _reader_task(app: faust.App, ctx: WorkerContext, runner: BatchRunner) -> Callable[[], Awaitable[None]]:
+    """The faust task of one reader. All readers report as the one agent ``checkins`` in
+    the worker's health: running while all run, stopped once one stopped."""
     group_id = f"{app.conf.id}-checkins"
 
     async def read_checkins() -> None:
@@ -126,4 +137,4 @@ def register(app: faust.App, ctx: WorkerContext) -> None:
         finally:
             ctx.health.set_agent("checkins", "stopped")
 
-    app.task(read_checkins)
+    return read_checkins
