@@ -29,6 +29,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from multiprocessing.managers import BaseManager
 from typing import cast
 
@@ -46,12 +47,12 @@ __all__ = ["BatchRunner", "LockedLimiter", "Row", "shared_limiter"]
 Row = tuple[int, int, float, bytes | None, bytes]
 
 
+@dataclass
 class LockedLimiter(DlqLimiter):
     """A :class:`DlqLimiter` several threads may call at once (readers in one process, or
     the batch processes' calls served by the limiter's server, one thread each)."""
 
-    def __post_init__(self) -> None:
-        self._lock = threading.Lock()
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def admit(self, letters: Iterable[DeadLetter], now: float) -> set[int | None]:
         with self._lock:
