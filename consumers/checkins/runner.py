@@ -61,8 +61,9 @@ class CheckInBatches:
         self._in_flight = (rows, self._runner.submit(rows))
 
     def wait(self, stop: threading.Event) -> None:
-        """Until the batch in flight committed. It is awaited even once the stop began
-        (the drain), but not retried after it: uncommitted, it is redelivered."""
+        """Until the batch in flight committed, retrying transient failures also once the
+        stop began (the drain): the batch may still commit if the database returns in
+        time; the stop deadline (consumers.shutdown) is what abandons it, uncommitted."""
         if self._in_flight is None:
             return
         rows, first = self._in_flight
@@ -72,8 +73,7 @@ class CheckInBatches:
         def attempt() -> BatchCommitted | None:
             return (attempts.pop() if attempts else self._runner.submit(rows)).result()
 
-        committed = retry.retry_blocking(f"batch of {len(rows)}", attempt, stop=[stop, self._ctx.stopping],
-                                         in_flight=True, on_retry=self._retrying,
+        committed = retry.retry_blocking(f"batch of {len(rows)}", attempt, stop=(), on_retry=self._retrying,
                                          on_recovered=self._ctx.health.recovered, logger=log)
         if committed is not None:
             self._loop.call_soon_threadsafe(self._ctx.notify_committed, committed)

@@ -126,13 +126,10 @@ def test_the_blocking_retry_gives_up_without_an_attempt_once_a_stop_event_is_set
     assert work.calls == 0
 
 
-def test_an_attempt_already_in_flight_is_waited_for_after_a_stop_but_not_retried() -> None:
-    stopping = threading.Event()
-    stopping.set()
-    assert retry.retry_blocking("batch", Flaky(), stop=[stopping], in_flight=True) == "done"
-    work = Flaky(StoreUnavailable("down"))
-    assert retry.retry_blocking("batch", work, stop=[stopping], in_flight=True) is None
-    assert work.calls == 1
+def test_a_blocking_retry_without_stop_events_retries_until_the_work_succeeds() -> None:
+    work = Flaky(StoreUnavailable("down"), StoreUnavailable("down"))
+    assert retry.retry_blocking("batch", work, stop=(), backoff=NO_WAIT) == "done"
+    assert work.calls == 3
 
 
 def test_the_blocking_retry_reports_a_recovery_only_after_a_retry() -> None:
