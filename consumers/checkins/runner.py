@@ -31,19 +31,24 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Future
+from typing import Final
 
 import faust
 
 from consumers import metrics, retry
 from consumers.batch_consumer import BatchConsumer, Record, stored_offsets_of
-from consumers.checkins.batch_process import BatchRunner, Row, shared_limiter
+from consumers.checkins.batch_process import BatchRunner, Row
 from consumers.checkins.dlq import DlqLimitExceeded
+from consumers.checkins.dlq_server import shared_limiter
 from consumers.context import BatchCommitted, WorkerContext
 from consumers.database import StoreError
 
 __all__ = ["CheckInBatches", "checkin_consumer", "register"]
 
 log = logging.getLogger("cronpipe.checkins")
+#: librdkafka prefetches up to 64 MB per consumer by default; 16 MB is still several
+#: seconds of the target rate (≈ 300 bytes a message) and keeps the worker's RSS down.
+PREFETCH: Final = {"queued.max.messages.kbytes": 16_384}
 
 
 class CheckInBatches:
@@ -97,7 +102,7 @@ def checkin_consumer(ctx: WorkerContext, handler: CheckInBatches, group_id: str)
     return BatchConsumer(bootstrap=ctx.settings.kafka_bootstrap, topic=topic, group_id=group_id,
                          stored_offsets=stored_offsets_of(ctx.pool, ctx.consumer_group, topic),
                          handle=handler, batch_size=ctx.batch_size, batch_within_s=ctx.batch_within_s,
-                         stopping=ctx.stopping)
+                         stopping=ctx.stopping, config=PREFETCH)
 
 
 def _read_checkins(ctx: WorkerContext, runner: BatchRunner, loop: asyncio.AbstractEventLoop, group_id: str,

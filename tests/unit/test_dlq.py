@@ -8,7 +8,6 @@ from typing import cast
 
 import pytest
 
-from consumers.checkins.batch_process import shared_limiter
 from consumers.checkins.dlq import (
     DeadLetter,
     DlqLimiter,
@@ -16,6 +15,7 @@ from consumers.checkins.dlq import (
     DlqPolicy,
     project_of_key,
 )
+from consumers.checkins.dlq_server import shared_limiter
 from consumers.context import WorkerContext
 
 POLICY = DlqPolicy(max_messages=1000, window_s=60, project_budget=100)
