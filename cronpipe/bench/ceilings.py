@@ -42,6 +42,7 @@ from confluent_kafka import (
     TopicPartition,
 )
 from confluent_kafka.admin import AdminClient
+from faust.app import BootStrategy
 
 from consumers.app import create_app
 from consumers.checkins.batch import RawEvent, handle_batch
@@ -112,6 +113,7 @@ def measure_faust_noop(ctx: WorkerContext, app_id: str, total: int, timeout_s: f
 
 async def _faust_noop(ctx: WorkerContext, app_id: str, total: int, timeout_s: float) -> dict[str, Any]:
     app = create_app(ctx, [], app_id=app_id)
+    app.boot_strategy = BootStrategy(app)  # create_app saw no agent and left faust's consumer out
     topic = app.topic(ctx.topics.ingest, key_type=bytes, value_type=bytes,
                       key_serializer="raw", value_serializer="raw")
     meter = Meter(total)
