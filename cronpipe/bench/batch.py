@@ -3,7 +3,7 @@
 Produces ``--checkins`` messages with the pipeline bench's producer (10,000 monitors × 3
 environments, 30 % in_progress→ok pairs: the data of ``cronpipe bench pipeline`` and
 ``ceilings``), reads them all into memory with confluent-kafka (in the batches ``consume``
-returns, as ``ceilings`` does), then runs the real :func:`consumers.checkins.runner.handle_batch`
+returns, as ``ceilings`` does), then runs the real :func:`consumers.checkins.batch.handle_batch`
 on each batch with its stages wrapped (the functions it calls, looked up at call time) and
 every statement's cursor timed. Per stage and per statement, divided by the messages:
 
@@ -41,7 +41,8 @@ import psycopg
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from consumers import database
-from consumers.checkins import runner, store
+from consumers.checkins import batch as checkin_batch
+from consumers.checkins import store
 from consumers.checkins.dlq import DlqLimiter
 from consumers.checkins.processing import ProcessorConfig
 from consumers.clock import volume_store
@@ -190,11 +191,11 @@ def wrapped(meter: Meter, targets: Sequence[tuple[Any, str, str]]) -> Iterator[N
 
 STAGES = [
     (database, "load_offsets", "load offsets (lock partitions)"),
-    (runner, "decode", "decode"),
-    (runner, "collect_keys", "collect keys"),
+    (checkin_batch, "decode", "decode"),
+    (checkin_batch, "collect_keys", "collect keys"),
     (store, "load_batch_state", "load batch state"),
     (store, "allocate_ids", "allocate ids"),
-    (runner, "process_batch", "decisions (process_batch)"),
+    (checkin_batch, "process_batch", "decisions (process_batch)"),
     (store, "write_batch", "write batch"),
     (store, "rollup_deltas", "rollup deltas"),
     (database, "save_offsets", "save offsets"),
@@ -223,7 +224,7 @@ class TimedPool:
 # --------------------------------------------------------------------------- decode parts
 
 
-def decode_parts(batches: Sequence[Sequence[runner.RawEvent]]) -> dict[str, float]:
+def decode_parts(batches: Sequence[Sequence[checkin_batch.RawEvent]]) -> dict[str, float]:
     """Seconds of CPU for each part of decoding, re-run over the same values."""
     values = [e.value for batch in batches for e in batch]
     parts: dict[str, float] = {}
@@ -244,19 +245,19 @@ def decode_parts(batches: Sequence[Sequence[runner.RawEvent]]) -> dict[str, floa
 
     clock("payload bounds (limits)", bounds)
     clock("payload model (pydantic)", lambda: [messages.CheckInPayload.model_validate(d) for d in docs])
-    clock("decode() in all", lambda: [runner.decode("t", b) for b in batches])
+    clock("decode() in all", lambda: [checkin_batch.decode("t", b) for b in batches])
     return parts
 
 
 # --------------------------------------------------------------------------- the bench
 
 
-def read_all(ctx: WorkerContext, total: int, batch_size: int) -> list[list[runner.RawEvent]]:
+def read_all(ctx: WorkerContext, total: int, batch_size: int) -> list[list[checkin_batch.RawEvent]]:
     consumer = Consumer({"bootstrap.servers": ctx.settings.kafka_bootstrap, "group.id": f"{ctx.consumer_group}-read",
                          "enable.auto.commit": False, "enable.partition.eof": False})
     consumer.assign([TopicPartition(ctx.topics.ingest, p, OFFSET_BEGINNING)
                      for p in range(ctx.topics.ingest_partitions)])
-    batches: list[list[runner.RawEvent]] = []
+    batches: list[list[checkin_batch.RawEvent]] = []
     count, deadline = 0, time.monotonic() + 120
     try:
         while count < total and time.monotonic() < deadline:
@@ -313,9 +314,9 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         try:
             with wrapped(meter, STAGES):
                 for rows in batches:
-                    batch = [runner.RawEvent(*row) for row in rows]
+                    events = [checkin_batch.RawEvent(*row) for row in rows]
                     with meter.measure("commit and the rest"):
-                        runner.handle_batch(ctx, limiter, batch)
+                        checkin_batch.handle_batch(ctx, limiter, events)
         finally:
             ctx.pool = pool
         wall = time.perf_counter() - started_wall
@@ -336,7 +337,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
                    "wall_us_per_message": round(wall * per, 1),
                    "stages": stages,
                    "decode_parts_us": {k: round(v * per, 1) for k, v in decode_parts(
-                       [[runner.RawEvent(*row) for row in rows] for rows in batches]).items()},
+                       [[checkin_batch.RawEvent(*row) for row in rows] for rows in batches]).items()},
                    "load_average_after": round(os.getloadavg()[0], 2)}
     finally:
         if spy is not None and spy.poll() is None:

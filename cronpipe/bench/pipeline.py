@@ -135,10 +135,12 @@ def start_worker(bench: Bench, rate_limit: int, log_path: Path) -> subprocess.Po
 def peak_rss_mb(pid: int) -> dict[str, float]:
     """Peak RSS (VmHWM) of the worker process and of each child (the batch process)."""
     peaks = {"worker": _vm_hwm_mb(pid)}
-    try:
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    except OSError:
-        children = []
+    children: list[str] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):  # a child started by any thread
+        try:
+            children += (task / "children").read_text().split()
+        except OSError:
+            pass
     for n, child in enumerate(children):
         peaks[f"child_{n}"] = _vm_hwm_mb(int(child))
     return peaks
