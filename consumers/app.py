@@ -1,7 +1,10 @@
 """The faust application: one app per worker, agents added by name.
 
 Each agent module exposes ``register(app, ctx)``; they are imported lazily so that a
-worker running only some agents does not need the others' modules.
+worker running only some agents does not need the others' modules. Not every "agent" is
+a faust agent: the check-in reader and the clock-task consumers are faust tasks running a
+confluent-kafka batch consumer each (``consumers.batch_consumer``), the relay and the
+maintenance are tasks reading no topic.
 """
 
 from __future__ import annotations
@@ -9,12 +12,11 @@ from __future__ import annotations
 import importlib
 import shutil
 import tempfile
-from collections.abc import AsyncGenerator, Sequence
-from typing import cast
+from collections.abc import Sequence
 
 import faust
+from faust.app import BootStrategy
 from faust.tables import TableManager
-from faust.types import EventT
 
 from consumers.context import WorkerContext
 
@@ -77,12 +79,12 @@ def create_app(ctx: WorkerContext, agents: list[str], *, app_id: str = "cronpipe
         web_enabled=False,
         datadir=datadir,
         topic_disable_leader=True,
+        # faust's consumer reads only the clock ticks, whose offsets live in PostgreSQL
+        # (a redelivered tick is skipped): Kafka's offsets only say where to start reading.
         consumer_auto_offset_reset="earliest",
-        stream_buffer_maxsize=max(4096, ctx.batch_size * 2),
         broker_commit_interval=1.0,
         # A killed worker's partitions move to its successor after this long (default 60 s).
         broker_session_timeout=20.0,
-        # Offsets live in PostgreSQL; Kafka's are only a hint resynced on assignment.
         producer_acks=-1,
         TableManager=TablelessManager,
     )
@@ -90,11 +92,8 @@ def create_app(ctx: WorkerContext, agents: list[str], *, app_id: str = "cronpipe
         module_name, function = AGENTS[name].split(":")
         register = getattr(importlib.import_module(module_name), function)
         register(app, ctx)
+    if not app.agents and app.conf.topic_disable_leader:
+        # Nothing for faust's own consumer to subscribe to (e.g. `--agents checkins`):
+        # started anyway, it crashes the worker ("provide either topics or pattern").
+        app.boot_strategy = BootStrategy(app, enable_kafka_consumer=False)
     return app
-
-
-def take_batches(stream: faust.StreamT[bytes], size: int, within_s: float) -> AsyncGenerator[Sequence[EventT[bytes]], None]:
-    """Batches of up to ``size`` events, each closed after ``within_s``: faust's
-    ``Stream.take_events``, which the ``StreamT`` protocol an agent is typed with lacks."""
-    return cast("faust.Stream[bytes]", stream).take_events(size, within_s)
-

@@ -20,7 +20,11 @@ The contract with the handler, which makes a stream exactly once:
 * Kafka's own committed offsets are never used (``enable.auto.commit`` off).
 
 Nothing here knows what the messages mean: a stream is a topic, a consumer group and a
-batch handler. ``run_once`` can be stepped by tests.
+batch handler. A handler either applies each batch before it returns (a
+:data:`BatchHandler`, the clock tasks) or hands it to another process and is waited for
+after the next poll (an :class:`OverlappingHandler`, the check-ins), so that reading the
+next batch overlaps processing this one; either way one batch per consumer is in flight
+and each commits before the next one starts. ``run_once`` can be stepped by tests.
 """
 
 from __future__ import annotations
@@ -29,12 +33,12 @@ import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Protocol, runtime_checkable
 
 from consumers import database
 from consumers.database import StoreUnavailable, wrap_exceptions
 
-__all__ = ["BatchConsumer", "BatchHandler", "Record", "stored_offsets_of"]
+__all__ = ["BatchConsumer", "BatchHandler", "OverlappingHandler", "Record", "stored_offsets_of"]
 
 log = logging.getLogger("cronpipe.batch_consumer")
 
@@ -60,6 +64,35 @@ class Record:
 BatchHandler = Callable[[Sequence[Record], threading.Event], None]
 
 
+@runtime_checkable
+class OverlappingHandler(Protocol):
+    """A handler whose batches run elsewhere (another process) while the consumer polls.
+
+    ``submit(records, stop)`` hands one batch over and returns at once; ``wait(stop)``
+    blocks until the batch submitted last has committed, or was given up uncommitted
+    because of ``stop`` (it is then redelivered to the next owner), and returns at once
+    when none is in flight. The consumer calls ``wait`` before every ``submit``, so the
+    batches of a partition commit in order. Both raise what must stop the worker.
+    """
+
+    def submit(self, records: Sequence[Record], stop: threading.Event) -> None: ...
+
+    def wait(self, stop: threading.Event) -> None: ...
+
+
+class _Blocking:
+    """A :data:`BatchHandler` as an :class:`OverlappingHandler` that overlaps nothing."""
+
+    def __init__(self, handle: BatchHandler) -> None:
+        self._handle = handle
+
+    def submit(self, records: Sequence[Record], stop: threading.Event) -> None:
+        self._handle(records, stop)
+
+    def wait(self, stop: threading.Event) -> None:
+        pass
+
+
 def stored_offsets_of(pool: Any, group: str, topic: str) -> Callable[[], Mapping[int, int]]:
     """A ``stored_offsets`` loader reading ``consumer_offsets`` through a connection pool."""
     def load() -> Mapping[int, int]:
@@ -79,14 +112,14 @@ class BatchConsumer:
     """
 
     def __init__(self, *, bootstrap: str, topic: str, group_id: str,
-                 stored_offsets: Callable[[], Mapping[int, int]], handle: BatchHandler,
+                 stored_offsets: Callable[[], Mapping[int, int]], handle: BatchHandler | OverlappingHandler,
                  batch_size: int = DEFAULT_BATCH_SIZE, batch_within_s: float = DEFAULT_BATCH_WITHIN_S,
                  stopping: threading.Event | None = None, config: Mapping[str, Any] | None = None) -> None:
         from confluent_kafka import Consumer
 
         self.topic = topic
         self._stored_offsets = stored_offsets
-        self._handle = handle
+        self._handler = handle if isinstance(handle, OverlappingHandler) else _Blocking(handle)
         self._batch_size = batch_size
         self._batch_within_s = batch_within_s
         self._stopping = stopping or threading.Event()
@@ -126,10 +159,12 @@ class BatchConsumer:
         return records
 
     def run_once(self, stop: threading.Event) -> bool:
-        """Read and hand over one batch; True when there were messages."""
+        """Read one batch, wait for the one in flight, hand the new one over; True when
+        there were messages. (librdkafka keeps fetching in its own threads meanwhile.)"""
         records = self.poll_batch()
+        self._handler.wait(stop)
         if records and not self._stopping.is_set():  # uncommitted: redelivered after the restart
-            self._handle(records, stop)
+            self._handler.submit(records, stop)
         return bool(records)
 
     def run(self, stop: threading.Event) -> None:
@@ -138,5 +173,6 @@ class BatchConsumer:
         try:
             while not stop.is_set() and not self._stopping.is_set():
                 self.run_once(stop)
+            self._handler.wait(stop)
         finally:
             self._consumer.close()

@@ -18,6 +18,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
 from typing import Final
 
@@ -86,3 +87,15 @@ def kill_children() -> None:
                 os.kill(child.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+
+def exit_with_parent(parent: int) -> None:
+    """In a child of the worker (the batch process, the DLQ limiter's server): exit as soon
+    as ``parent`` is gone. A worker killed with SIGKILL cannot shut its children down; a
+    transaction a child has in flight then rolls back and its batch is redelivered."""
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="parent-watchdog", daemon=True).start()

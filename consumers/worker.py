@@ -1,7 +1,7 @@
 """`cronpipe worker`: run the faust worker with some or all agents.
 
 SIGTERM/SIGINT stop the worker gracefully: the batch in flight commits (see
-``consumers.checkins.runner.CheckInProcessor``), then the process exits 0 — within
+``consumers.checkins.runner.CheckInBatches``), then the process exits 0 — within
 ``CRONPIPE_SHUTDOWN_TIMEOUT`` seconds; after that, or on a second signal, it abandons the
 batch in flight and exits 3 (consumers.shutdown). ``CRONPIPE_WORKER_HEALTH_PORT`` serves
 liveness and readiness (consumers.health). Tests use :func:`running_app` to run the same

@@ -296,7 +296,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
     p = add("worker", cmd_worker, "run the faust worker (check-in processor, clock, clock tasks, incident relay)")
     p.add_argument("--agents", default="all",
-                   help="comma-separated: checkins, clock, clock_tasks, relay (not alone: it reads no topic), "
+                   help="comma-separated: checkins, clock, clock_tasks, relay, "
                         "maintenance, or all (default all)")
     p.add_argument("--loglevel", default="info", choices=["debug", "info", "warn", "error"], help="default info")
 

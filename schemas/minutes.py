@@ -20,4 +20,5 @@ def floor_minute(ts: datetime) -> datetime:
     """The start of the minute that contains ``ts`` (aware), as an aware UTC datetime."""
     if ts.tzinfo is not UTC:
         ts = ts.astimezone(UTC)
-    return ts.replace(second=0, microsecond=0)
+    # Already whole (a minute floored before, most of the processor's calls): no new object.
+    return ts.replace(second=0, microsecond=0) if ts.second or ts.microsecond else ts

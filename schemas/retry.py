@@ -14,6 +14,7 @@ from __future__ import annotations
 import itertools
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
@@ -50,13 +51,17 @@ DEFAULT_BACKOFF = Backoff()
 def retry_blocking(what: str, work: Callable[[], T], *, stop: Sequence[threading.Event],
                    transient: Transient = (), backoff: Backoff = DEFAULT_BACKOFF,
                    on_retry: Callable[[BaseException], None] | None = None,
+                   on_recovered: Callable[[], None] | None = None,
                    logger: logging.Logger = log) -> T | None:
     """Call ``work()`` (in this thread) until it succeeds; None once any ``stop`` event is set.
 
     The rule of the module docstring: StoreUnavailable and ``transient`` back off and
     retry, anything else propagates. ``on_retry`` runs after each transient failure
-    (e.g. drop a connection that may be broken). No attempt starts after a stop event is
-    set, and the back-off wait ends early when the first one is set.
+    (e.g. drop a connection that may be broken), ``on_recovered`` after a success that
+    needed retries. No attempt starts after a stop event is set, and the back-off wait
+    ends early when the first one is set. With no stop events (``stop=()``) it retries
+    until the work succeeds: the check-in batch in flight, which only the stop deadline
+    abandons (consumers.shutdown).
     """
     retried: Transient = (StoreUnavailable, *transient)
     for attempt in itertools.count():
@@ -64,7 +69,7 @@ def retry_blocking(what: str, work: Callable[[], T], *, stop: Sequence[threading
             return None
         try:
             with wrap_exceptions():
-                return work()
+                result = work()
         except retried as exc:
             if on_retry is not None:
                 on_retry(exc)
@@ -72,5 +77,12 @@ def retry_blocking(what: str, work: Callable[[], T], *, stop: Sequence[threading
                 return None
             delay = backoff.delay(attempt)
             logger.warning("%s not committed (%s); retrying in %.1fs", what, exc, delay)
-            stop[0].wait(delay)
+            if stop:
+                stop[0].wait(delay)
+            else:
+                time.sleep(delay)
+            continue
+        if attempt and on_recovered is not None:
+            on_recovered()
+        return result
     raise AssertionError("unreachable")

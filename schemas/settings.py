@@ -123,8 +123,10 @@ VARIABLES: Final[tuple[Variable, ...]] = (
 
     Variable("CHECKIN_RATE_LIMIT", "6", "check-ins per monitor environment and message minute; 0 = off",
              _WORKER, non_negative_int),
-    Variable("BATCH_PROCESS", "1", "1: write check-in batches in a child process (faust and the writes "
-             "then use two cores); 0: in the worker process", _WORKER, flag),
+    Variable("BATCH_PROCESS", "1", "1: write check-in batches in a child process (reading Kafka and the "
+             "writes then use two cores); 0: in the worker process", _WORKER, flag),
+    Variable("CHECKIN_READERS", "2", "check-in readers: batch consumers of ingest-monitors splitting its "
+             "partitions, each with its own batch process (2 measured best on 2 cores)", _WORKER, positive_int),
     Variable("MAX_ENVIRONMENTS_PER_MONITOR", "1000", "environments per monitor (Sentry's); over it is a "
              "processing error; 0 = no cap", _WORKER, non_negative_int),
     Variable("DLQ_LIMIT", "1000", "counted dead letters within CRONPIPE_DLQ_WINDOW that stop the worker "
@@ -247,8 +249,10 @@ class Settings:
     # Worker bounds (docs/processor.md "Limits and abuse", "Outages").
     #: Check-ins per monitor environment and message minute (Sentry's 6); 0 = no limit.
     checkin_rate_limit: int = _setting("CHECKIN_RATE_LIMIT")
-    #: Check-in batches are written in a child process (consumers/checkins/runner.py).
+    #: Check-in batches are written in a child process (consumers/checkins/batch_process.py).
     batch_process: bool = _setting("BATCH_PROCESS")
+    #: Check-in readers (batch consumer + batch process each) per worker (consumers/checkins/runner.py).
+    checkin_readers: int = _setting("CHECKIN_READERS")
     #: Environments one monitor may have (Sentry's MAX_ENVIRONMENTS_PER_MONITOR); 0 = no cap.
     max_environments_per_monitor: int = _setting("MAX_ENVIRONMENTS_PER_MONITOR")
     #: The DLQ limit: more than this many counted dead letters within dlq_window_s stop the worker.

@@ -93,7 +93,7 @@ SELECT %(tick)s, id, monitor_environment_id, id FROM c
 
 def measure_undo(url: str, count: int) -> None:
     from cronpipe.admin import create_org, create_project
-    from cronpipe.bench.clock import seed_monitors
+    from cronpipe.seeding import seed_monitors
 
     tick, slot = T + 2 * M, T + M
     with psycopg.connect(url, autocommit=True) as conn:

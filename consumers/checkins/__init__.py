@@ -1,5 +1,6 @@
 """The check-in processor: ``ingest-monitors`` → check-ins, monitors, rollups, errors.
 
-``runner`` (the faust agent and one batch's pipeline) → ``processing`` (pure decisions)
-→ ``store`` (the batch's SQL); ``dlq`` holds dead letters and their limit.
+``runner`` (the confluent-kafka reader in the faust worker) → ``batch_process`` (where a
+batch runs) → ``batch`` (one batch's pipeline and transaction) → ``processing`` (pure
+decisions) → ``store`` (the batch's SQL); ``dlq`` holds dead letters and their limit.
 """

@@ -1,6 +1,7 @@
 """Check-in processing decisions: pure functions over one batch and the state it touches.
 
-No SQL, no Kafka, no clock. :func:`process_batch` takes the decoded messages of one batch
+No SQL, no Kafka, no clock. The data types are in ``consumers.checkins.batch_state``, the
+monitor and environment upserts in ``consumers.checkins.monitors``. :func:`process_batch` takes the decoded messages of one batch
 (in partition order), the rows the batch refers to (loaded by ``consumers.checkins.store``) and a
 pool of pre-allocated ids, and returns every write the batch implies. The rules are
 DESIGN.md "Semantics" and Sentry's ``monitor_consumer``:
@@ -24,240 +25,92 @@ from __future__ import annotations
 
 import functools
 import uuid
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
-from typing import Any, Final
+from typing import Final
 
-import orjson
-
-from consumers.incidents.rules import INITIAL_STATE, IncidentChange, IncidentState, apply_result
-from consumers.rollups import ROLLUP_RESOLUTIONS, RollupDelta, RollupKey, bucket_start
-from schemas.enums import CheckInStatus, MonitorStatus, ProcessingErrorType
-from schemas.messages import (
-    CheckInAttachmentMessage,
-    CheckInMessage,
-    CheckInPayload,
-    MessageRejected,
-    PayloadError,
-    error_excerpt,
+from consumers.checkins.batch_state import (
+    DEFAULT_MAX_ENVIRONMENTS,
+    DEFAULT_RATE_LIMIT,
+    AttachmentItem,
+    BatchResult,
+    BatchState,
+    CheckInItem,
+    CheckInState,
+    EnvKey,
+    EnvState,
+    IdPool,
+    IncidentOpen,
+    IncidentResolve,
+    Item,
+    MonitorKey,
+    MonitorState,
+    ProcessingError,
+    ProcessorConfig,
+    Project,
+    RejectedItem,
 )
+from consumers.checkins.monitors import ensure_environment, has_environment_room, upsert_monitor
+from consumers.incidents.rules import IncidentChange, apply_result
+from consumers.rollups import ROLLUP_RESOLUTIONS, RollupDelta, RollupKey, bucket_at
+from schemas.enums import CheckInStatus, MonitorStatus, ProcessingErrorType
+from schemas.messages import CheckInPayload, PayloadError
 from schemas.minutes import floor_minute
 from schemas.monitor_config import (
-    ConfigError,
     MonitorConfig,
-    config_to_json,
-    merge_config,
-    parse_monitor_config,
 )
 from schemas.schedule import Schedule, ScheduleError, next_expected
 
 UTC = timezone.utc
-DEFAULT_RATE_LIMIT: Final = 6
-#: Sentry's MAX_ENVIRONMENTS_PER_MONITOR.
-DEFAULT_MAX_ENVIRONMENTS: Final = 1000
 _FINAL_STATUSES: Final = frozenset({CheckInStatus.OK, CheckInStatus.ERROR})
-# --------------------------------------------------------------------------- inputs
-
-
-@dataclass(frozen=True)
-class CheckInItem:
-    """One decoded ``check_in`` message; ``payload`` is the parsed JSON or why it is invalid."""
-
-    ts: datetime
-    """The Kafka message timestamp: the message minute of the rate limit."""
-    message: CheckInMessage
-    payload: CheckInPayload | PayloadError
-
-
-@dataclass(frozen=True)
-class AttachmentItem:
-    ts: datetime
-    message: CheckInAttachmentMessage
-
-
-@dataclass(frozen=True)
-class RejectedItem:
-    """A message that decoded far enough to name its project but broke a content rule."""
-
-    ts: datetime
-    rejection: MessageRejected
-
-
-Item = CheckInItem | AttachmentItem | RejectedItem
-
-
-@dataclass(frozen=True)
-class ProcessorConfig:
-    #: Check-ins per monitor environment and message minute; 0 disables the limit.
-    rate_limit: int = DEFAULT_RATE_LIMIT
-    #: Retention of a check-in whose message says 0 (none sent); CRONPIPE_RETENTION_DAYS_DEFAULT.
-    retention_days_default: int = 90
-    #: Environments one monitor may have; a check-in that would create one more is rejected.
-    max_environments: int = DEFAULT_MAX_ENVIRONMENTS
-
-
-@dataclass(frozen=True)
-class Project:
-    id: int
-    organization_id: int
-
-
-@dataclass
-class MonitorState:
-    id: int
-    project_id: int
-    organization_id: int
-    slug: str
-    name: str
-    status: MonitorStatus
-    config: MonitorConfig
-    is_new: bool = False
-    dirty: bool = False
-    _config_json: str | None = field(default=None, repr=False)
-
-    def config_json(self) -> str:
-        """The stored form, serialized once per batch (it is copied onto each check-in)."""
-        if self._config_json is None:
-            self._config_json = orjson.dumps(config_to_json(self.config)).decode()
-        return self._config_json
-
-    def set_config(self, config: MonitorConfig) -> None:
-        self.config = config
-        self._config_json = None
-        self.dirty = True
-
-
-@dataclass
-class EnvState:
-    id: int
-    monitor: MonitorState
-    environment: str
-    status: MonitorStatus = MonitorStatus.ACTIVE
-    last_checkin: datetime | None = None
-    next_checkin: datetime | None = None
-    next_checkin_latest: datetime | None = None
-    rate_minute: datetime | None = None
-    rate_count: int = 0
-    incident: IncidentState = INITIAL_STATE
-    is_new: bool = False
-    dirty: bool = False
-    incident_dirty: bool = False
-
-
-@dataclass
-class CheckInState:
-    id: int
-    guid: uuid.UUID
-    project_id: int
-    monitor_id: int
-    env_id: int
-    status: CheckInStatus
-    date_added: datetime
-    date_clock: datetime | None
-    expected_time: datetime | None
-    timeout_at: datetime | None
-    duration_ms: int | None
-    monitor_config: str | None
-    trace_id: uuid.UUID | None
-    release: str | None
-    #: Days kept after the day it ran (consumers.maintenance deletes it after that).
-    retention_days: int = 90
-    is_new: bool = False
-    dirty: bool = False
-    #: What the row counted in the rollups when loaded (None for a new row).
-    loaded: tuple[CheckInStatus, int | None] | None = None
-
-
-EnvKey = tuple[int, str, str]  # project_id, monitor slug, environment
-MonitorKey = tuple[int, str]
-
-
-@dataclass
-class BatchState:
-    """The rows a batch touches, keyed the way messages name them. Mutated by processing."""
-
-    projects: dict[int, Project]
-    monitors: dict[MonitorKey, MonitorState]
-    envs: dict[EnvKey, EnvState]
-    checkins: dict[uuid.UUID, CheckInState]
-    #: Per environment id, its IN_PROGRESS check-ins (the newest last), for zero-UUID pairing.
-    in_progress: dict[int, list[CheckInState]]
-    #: Per monitor id, how many environments it has (loaded for monitors the batch may add to).
-    env_counts: dict[int, int] = field(default_factory=dict)
-
-
-@dataclass
-class IdPool:
-    """Ids drawn from the tables' sequences before processing, so decisions can name rows."""
-
-    checkin_ids: Iterator[int]
-    monitor_ids: Iterator[int]
-    env_ids: Iterator[int]
-
-
-# --------------------------------------------------------------------------- outputs
-
-
-@dataclass(frozen=True)
-class ProcessingError:
-    type: ProcessingErrorType
-    reason: str
-    project_id: int | None
-    organization_id: int | None
-    monitor_id: int | None
-    checkin: dict[str, Any] | None
-
-
-@dataclass(frozen=True)
-class IncidentOpen:
-    monitor_id: int
-    env_id: int
-    checkin_id: int
-    ts: datetime
-
-
-@dataclass(frozen=True)
-class IncidentResolve:
-    env_id: int
-    checkin_id: int
-    ts: datetime
-
-
-
-
-@dataclass
-class BatchResult:
-    """Everything a batch writes, besides the rows marked new/dirty in its BatchState."""
-
-    errors: list[ProcessingError] = field(default_factory=list)
-    attachments: list[tuple[CheckInAttachmentMessage, MonitorState]] = field(default_factory=list)
-    incidents_opened: list[IncidentOpen] = field(default_factory=list)
-    incidents_resolved: list[IncidentResolve] = field(default_factory=list)
-    #: (env id, "opened|failure|resolved", check-in id, its date_added), in result order.
-    incident_events: list[tuple[int, str, int, datetime]] = field(default_factory=list)
-    accepted: int = 0
-    #: Accepted check-ins per message minute (the volume-anomaly guard's history).
-    volume: dict[datetime, int] = field(default_factory=dict)
-
-    def reject(self, kind: ProcessingErrorType, reason: str, item: CheckInItem,
-               project: Project | None = None, monitor: MonitorState | None = None) -> None:
-        self.errors.append(ProcessingError(
-            type=kind, reason=reason, project_id=item.message.project_id,
-            organization_id=project.organization_id if project else None,
-            monitor_id=monitor.id if monitor else None, checkin=_error_payload(item)))
-
-
-def _error_payload(item: CheckInItem) -> dict[str, Any] | None:
-    """The offending check-in as users see it in the API, always storable (``error_excerpt``)."""
-    return error_excerpt(item.message.payload)
+# The batch's data types live in consumers.checkins.batch_state; they are re-exported here, where
+# callers and tests have always imported them.
+__all__ = [
+    "DEFAULT_MAX_ENVIRONMENTS",
+    "DEFAULT_RATE_LIMIT",
+    "AttachmentItem",
+    "BatchResult",
+    "BatchState",
+    "CheckInItem",
+    "CheckInState",
+    "EnvKey",
+    "EnvState",
+    "IdPool",
+    "IncidentOpen",
+    "IncidentResolve",
+    "Item",
+    "MonitorKey",
+    "MonitorState",
+    "ProcessingError",
+    "ProcessorConfig",
+    "Project",
+    "RejectedItem",
+    "advance_environment",
+    "apply_check_in",
+    "attach",
+    "create_check_in",
+    "drive_incident",
+    "find_existing",
+    "is_repeat",
+    "next_expected_minute",
+    "process_batch",
+    "process_check_in",
+    "record_rejection",
+    "rollup_deltas",
+    "take_rate_slot",
+    "timeout_at",
+    "update_check_in",
+]
 
 
 # --------------------------------------------------------------------------- the batch
 
 
+_DEFAULT_CONFIG: Final = ProcessorConfig()
+
+
 def process_batch(items: Sequence[Item], state: BatchState, ids: IdPool,
-                  config: ProcessorConfig = ProcessorConfig()) -> BatchResult:
+                  config: ProcessorConfig = _DEFAULT_CONFIG) -> BatchResult:
     """Apply ``items`` in order to ``state``; return the errors, attachments and incident
     changes. Never raises for bad input: every rejection is a ProcessingError."""
     result = BatchResult()
@@ -314,92 +167,7 @@ def process_check_in(item: CheckInItem, state: BatchState, ids: IdPool, config: 
     apply_check_in(item, payload, project, env, state, ids, result, config.retention_days_default)
 
 
-# --------------------------------------------------------------------------- monitors
-
-
-def upsert_monitor(payload: CheckInPayload, project: Project, state: BatchState, ids: IdPool,
-                   item: CheckInItem, result: BatchResult) -> MonitorState | None:
-    """The check-in's monitor, created or updated from ``monitor_config``; None when rejected.
-
-    An invalid config is recorded as MONITOR_INVALID_CONFIG either way; an existing
-    monitor is then returned unchanged, so its check-in is recorded with the stored config.
-    """
-    key = (project.id, payload.monitor_slug)
-    monitor = state.monitors.get(key)
-    if payload.monitor_config is None:
-        if monitor is None:
-            result.reject(ProcessingErrorType.MONITOR_NOT_FOUND,
-                          f"monitor {payload.monitor_slug!r} does not exist and no monitor_config was sent",
-                          item, project)
-        return monitor
-    update = parse_config(payload.monitor_config)
-    if isinstance(update, ConfigError):
-        result.reject(ProcessingErrorType.MONITOR_INVALID_CONFIG, update.reason, item, project, monitor)
-        return monitor
-    if monitor is None:
-        monitor = MonitorState(id=next(ids.monitor_ids), project_id=project.id,
-                               organization_id=project.organization_id, slug=payload.monitor_slug,
-                               name=payload.monitor_slug, status=MonitorStatus.ACTIVE,
-                               config=merge_config(update, update), is_new=True)
-        state.monitors[key] = monitor
-        return monitor
-    merged = merge_cached(monitor.config, update, update.present_keys)
-    if merged != monitor.config:
-        monitor.set_config(merged)
-    return monitor
-
-
-#: Real configs are ~200 bytes; the cache keeps at most 4,096 keys of this size (16 MiB).
-_MAX_CACHED_CONFIG_BYTES: Final = 4096
-
-
-def parse_config(raw: dict[str, Any]) -> MonitorConfig | ConfigError:
-    """``parse_monitor_config``, memoized: SDKs resend the same config with every check-in."""
-    try:
-        canonical = orjson.dumps(raw, option=orjson.OPT_SORT_KEYS)
-    except TypeError:  # not JSON-serializable (cannot come from a JSON payload): parse it directly
-        return _parse_config(raw)
-    if len(canonical) > _MAX_CACHED_CONFIG_BYTES:
-        return _parse_config(raw)  # a config this large is not a real one resent: keep it out of the cache
-    return _parse_canonical_config(canonical)
-
-
-
-@functools.lru_cache(maxsize=4096)
-def _parse_canonical_config(canonical: bytes) -> MonitorConfig | ConfigError:
-    return _parse_config(orjson.loads(canonical))
-
-
-def _parse_config(raw: dict[str, Any]) -> MonitorConfig | ConfigError:
-    try:
-        return parse_monitor_config(raw)
-    except ConfigError as exc:
-        return exc
-
-
-@functools.lru_cache(maxsize=4096)
-def merge_cached(existing: MonitorConfig, update: MonitorConfig, present_keys: frozenset[str]) -> MonitorConfig:
-    """``merge_config`` memoized; ``present_keys`` is part of the key because MonitorConfig
-    equality ignores it while the merge depends on it."""
-    return merge_config(existing, update)
-
-
-def has_environment_room(monitor: MonitorState, environment: str, state: BatchState, limit: int) -> bool:
-    """False when ``environment`` is new and the monitor already has ``limit`` environments
-    (one envelope must not create thousands, each then missed and alerted on every tick)."""
-    if (monitor.project_id, monitor.slug, environment) in state.envs:
-        return True
-    return limit <= 0 or state.env_counts.get(monitor.id, 0) < limit
-
-
-def ensure_environment(monitor: MonitorState, environment: str, state: BatchState, ids: IdPool) -> EnvState:
-    key = (monitor.project_id, monitor.slug, environment)
-    env = state.envs.get(key)
-    if env is None:
-        env = EnvState(id=next(ids.env_ids), monitor=monitor, environment=environment, is_new=True)
-        state.envs[key] = env
-        state.env_counts[monitor.id] = state.env_counts.get(monitor.id, 0) + 1
-    return env
+# --------------------------------------------------------------------------- rate limit
 
 
 def take_rate_slot(env: EnvState, ts: datetime, limit: int) -> bool:
@@ -619,9 +387,12 @@ def rollup_deltas(checkins: Sequence[CheckInState]) -> dict[RollupKey, RollupDel
         before = checkin.loaded
         if _contribution(checkin.status, checkin.duration_ms) == (_contribution(*before) if before else None):
             continue
+        seconds = int(checkin.date_added.timestamp())  # bucket_start, once for both resolutions
         for resolution in ROLLUP_RESOLUTIONS:
-            key = (checkin.env_id, resolution, bucket_start(checkin.date_added, resolution))
-            row = deltas.setdefault(key, RollupDelta())
+            key = (checkin.env_id, resolution, bucket_at(seconds - seconds % resolution))
+            row = deltas.get(key)
+            if row is None:
+                row = deltas[key] = RollupDelta()
             row.count(checkin.status, checkin.duration_ms, +1)
             if before is not None:
                 row.count(before[0], before[1], -1)

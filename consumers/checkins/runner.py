@@ -1,438 +1,145 @@
-"""The check-in agent: ``ingest-monitors`` → check-ins, rollups and offsets in PostgreSQL.
+"""The check-in reader: ``ingest-monitors`` → the batch process → PostgreSQL, inside the
+faust worker but outside faust's per-event path.
 
-One batch = one PostgreSQL transaction, read top to bottom in :func:`handle_batch`:
-skip what is already stored (offsets) → :func:`decode` → dead letters to the DLQ →
-load the rows the batch names → :func:`consumers.checkins.processing.process_batch` → write,
-store the offsets and advance the partition clocks → commit → ``after_commit`` hooks.
+faust spends ≈ 100 µs of CPU per event (``cronpipe bench ceilings``: ≈ 9,000–11,000
+events/s for a do-nothing agent), below the pipeline's target on its own. So, like the
+clock tasks, ``ingest-monitors`` is read by a confluent-kafka
+:class:`~consumers.batch_consumer.BatchConsumer` (batches from C, offsets in PostgreSQL,
+seek on assignment, Kafka's committed offsets never used) running in a thread of a faust
+task. Each batch is handed to the batch process (``consumers.checkins.batch_process``)
+and waited for after the next poll, so that librdkafka's fetching and the consumer's own
+work overlap the processing of the batch in flight.
 
-A batch that fails unexpectedly (a bug one message triggers) is retried in halves down to
-that message, which goes to the DLQ: :func:`handle_batch_isolating_poison`.
+:class:`CheckInBatches` is the consumer's handler and carries the failure rule
+(``consumers.retry``): a transient failure (PostgreSQL or the DLQ producer unavailable)
+backs off and retries the same batch; anything else (the DLQ limit, a permanent database
+error, a dead batch process, a bug) propagates and the task stops the worker loudly
+(``/livez`` 503, exit 1) without committing the batch. After each commit the worker's
+``after_commit`` hooks run on the event loop thread (``ctx.notify_committed``).
 
-Redelivery is harmless: an event whose offset is below the stored next offset of its
-partition changes nothing. Kafka offsets are only acknowledged after the batch committed
-(faust's ``take_events`` acks a batch when the agent asks for the next one), and on every
-partition assignment the stored offsets are committed to Kafka first
-(:func:`sync_kafka_offsets`), so a restart resumes exactly where PostgreSQL says.
+Stopping: once ``ctx.stopping`` is set no new batch is handed over; the batch in flight
+commits (or is abandoned by the stop deadline, ``consumers.shutdown``) before the
+consumer leaves the group.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
-import multiprocessing
-import os
-import signal
-import sys
 import threading
 import time
-from collections import Counter
-from collections.abc import Awaitable, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, Protocol, cast
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import Future
+from typing import Final
 
 import faust
-from faust.types import TP
 
-from consumers import database, metrics, retry
-from consumers.app import take_batches
-from consumers.checkins import store
-from consumers.checkins.dlq import DeadLetter, DlqLimiter, DlqLimitExceeded, DlqPolicy, project_of_key
-from consumers.checkins.processing import (
-    AttachmentItem,
-    CheckInItem,
-    Item,
-    ProcessorConfig,
-    RejectedItem,
-    process_batch,
-)
-from consumers.checkins.store import BatchKeys
-from consumers.context import BatchCommitted, WorkerContext, build_context
-from consumers.database import StoreError, StoreUnavailable, wrap_exceptions
-from schemas.messages import (
-    CheckInAttachmentMessage,
-    CheckInMessage,
-    MessageDecodeError,
-    MessageRejected,
-    PayloadError,
-    decode_ingest_message,
-    parse_check_in_payload,
-)
-from schemas.minutes import floor_minute
-from schemas.settings import Settings
-from schemas.topics import Topics
+from consumers import metrics, retry
+from consumers.batch_consumer import BatchConsumer, Record, stored_offsets_of
+from consumers.checkins.batch_process import BatchRunner, Row
+from consumers.checkins.dlq import DlqLimitExceeded
+from consumers.checkins.dlq_server import shared_limiter
+from consumers.context import BatchCommitted, WorkerContext
+from consumers.database import StoreError
+
+__all__ = ["CheckInBatches", "checkin_consumer", "register"]
 
 log = logging.getLogger("cronpipe.checkins")
-UTC = timezone.utc
-DRAINING = "stop requested: finishing the batch in flight"
+#: librdkafka prefetches up to 64 MB per consumer by default; 16 MB is still several
+#: seconds of the target rate (≈ 300 bytes a message) and keeps the worker's RSS down.
+PREFETCH: Final = {"queued.max.messages.kbytes": 16_384}
 
 
-@dataclass(frozen=True)
-class RawEvent:
-    """What the processor needs of one Kafka message."""
+class CheckInBatches:
+    """The ``ingest-monitors`` batch handler (an ``OverlappingHandler``): hand a batch to
+    the batch runner, then wait until it committed, retrying transient failures."""
 
-    partition: int
-    offset: int
-    timestamp: float  # seconds
-    key: bytes | None
-    value: bytes
+    def __init__(self, ctx: WorkerContext, runner: BatchRunner, loop: asyncio.AbstractEventLoop) -> None:
+        self._ctx = ctx
+        self._runner = runner
+        self._loop = loop
+        self._in_flight: tuple[list[Row], Future[BatchCommitted | None]] | None = None
 
+    def submit(self, records: Sequence[Record], stop: threading.Event) -> None:
+        rows = [row_of(record) for record in records]
+        self._in_flight = (rows, self._runner.submit(rows))
 
-@dataclass
-class DecodedBatch:
-    items: list[Item]
-    dead: list[DeadLetter]
-    keys: BatchKeys
-    next_offsets: dict[int, int]
-    clocks: dict[int, datetime]
+    def wait(self, stop: threading.Event) -> None:
+        """Until the batch in flight committed, retrying transient failures also once the
+        stop began (the drain): the batch may still commit if the database returns in
+        time; the stop deadline (consumers.shutdown) is what abandons it, uncommitted."""
+        if self._in_flight is None:
+            return
+        rows, first = self._in_flight
+        self._in_flight = None
+        attempts = [first]
 
+        def attempt() -> BatchCommitted | None:
+            return (attempts.pop() if attempts else self._runner.submit(rows)).result()
 
-# --------------------------------------------------------------------------- stages
-
-
-def decode(topic: str, events: Sequence[RawEvent]) -> DecodedBatch:
-    """Decode every event; undecodable ones become dead letters, bad payloads stay items
-    (they become processing errors). Clock pulses only move their partition's clock."""
-    items: list[Item] = []
-    dead: list[DeadLetter] = []
-    next_offsets: dict[int, int] = {}
-    clocks: dict[int, datetime] = {}
-    for event in events:
-        ts = datetime.fromtimestamp(event.timestamp, UTC)
-        next_offsets[event.partition] = max(next_offsets.get(event.partition, 0), event.offset + 1)
-        minute = floor_minute(ts)
-        if event.partition not in clocks or clocks[event.partition] < minute:
-            clocks[event.partition] = minute
-        try:
-            message = decode_ingest_message(event.value)
-        except MessageRejected as exc:  # decodable, but content a client must fix
-            items.append(RejectedItem(ts, exc))
-            continue
-        except MessageDecodeError as exc:
-            dead.append(DeadLetter(topic, event.partition, event.offset, event.key, event.value, exc.reason,
-                                   project_of_key(event.key)))
-            continue
-        if isinstance(message, CheckInMessage):
-            items.append(CheckInItem(ts, message, _parse_payload(message)))
-        elif isinstance(message, CheckInAttachmentMessage):
-            items.append(AttachmentItem(ts, message))
-    return DecodedBatch(items, dead, collect_keys(items), next_offsets, clocks)
-
-
-def _parse_payload(message: CheckInMessage) -> Any:
-    try:
-        return parse_check_in_payload(message.payload)
-    except PayloadError as exc:
-        return exc
-
-
-def collect_keys(items: Sequence[Item]) -> BatchKeys:
-    """The projects, monitors, environments and check-in ids the batch names."""
-    keys = BatchKeys(project_ids=set(), monitor_keys=set(), env_keys=set(), guids=set(), latest={},
-                     upsert_keys=set(), checkins=0)
-    latest: Counter[tuple[int, str, str]] = Counter()
-    checkins = 0
-    earliest_latest: float | None = None
-    for item in items:
-        if isinstance(item, RejectedItem):
-            keys.project_ids.add(item.rejection.project_id)
-            continue
-        if isinstance(item, AttachmentItem):
-            keys.project_ids.add(item.message.project_id)
-            keys.monitor_keys.add((item.message.project_id, item.message.monitor_slug))
-            keys.guids.add(item.message.check_in_id)  # whose check-in it names decides if it is kept
-            continue
-        checkins += 1
-        keys.project_ids.add(item.message.project_id)
-        payload = item.payload
-        if isinstance(payload, PayloadError):
-            continue
-        monitor_key = (item.message.project_id, payload.monitor_slug)
-        env_key = (*monitor_key, payload.environment)
-        keys.monitor_keys.add(monitor_key)
-        keys.env_keys.add(env_key)
-        if payload.monitor_config is not None:
-            keys.upsert_keys.add(monitor_key)
-        if payload.is_latest:
-            latest[env_key] += 1
-            start = item.message.start_time
-            earliest_latest = start if earliest_latest is None else min(earliest_latest, start)
-        else:
-            keys.guids.add(payload.check_in_id)
-    return BatchKeys(keys.project_ids, keys.monitor_keys, keys.env_keys, keys.guids, dict(latest),
-                     keys.upsert_keys, checkins,
-                     None if earliest_latest is None else datetime.fromtimestamp(earliest_latest, UTC))
-
-
-def handle_batch(ctx: WorkerContext, limiter: DlqLimiter, events: Sequence[RawEvent]) -> BatchCommitted | None:
-    """Process and commit one batch; returns what committed (None if all were redeliveries).
-
-    Raises StoreUnavailable (retry the batch), DlqLimitExceeded (stop), and anything a bug
-    raises (StoreError included): :func:`handle_batch_isolating_poison` then isolates the
-    message that triggers it.
-    """
-    topic = ctx.topics.ingest
-    started = time.perf_counter()
-    with wrap_exceptions(), ctx.pool.connection() as conn, conn.transaction():
-        stored = database.load_offsets(conn, ctx.consumer_group, topic, {e.partition for e in events})
-        fresh = [e for e in events if e.offset >= stored.get(e.partition, 0)]
-        metrics.REDELIVERED.inc(len(events) - len(fresh))
-        if not fresh:
-            return None
-        batch = decode(topic, fresh)
-        state = store.load_batch_state(conn, batch.keys)
-        ids = store.allocate_ids(conn, batch.keys, state)
-        result = process_batch(batch.items, state, ids, ctx.processor)
-        store.write_batch(conn, state, result)
-        database.save_offsets(conn, ctx.consumer_group, topic, batch.next_offsets)
-        store.advance_partition_clocks(conn, topic, batch.clocks)
-        # Last before the commit: a batch that fails and is retried in halves
-        # (handle_batch_isolating_poison) has sent, and counted, none of them yet.
-        send_dead_letters(ctx, limiter, batch.dead)
-    metrics.CHECKINS_ACCEPTED.inc(result.accepted)
-    metrics.PROCESSING_ERRORS.inc(len(result.errors))
-    metrics.BATCH_SIZE.observe(len(events))
-    metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
-    return BatchCommitted(topic, batch.next_offsets, batch.clocks, dict(Counter(d.project_id for d in batch.dead)))
-
-
-def handle_batch_isolating_poison(ctx: WorkerContext, limiter: DlqLimiter,
-                                  events: Sequence[RawEvent]) -> BatchCommitted | None:
-    """:func:`handle_batch`; if that fails unexpectedly, the same in halves, down to single
-    messages: every half that works commits (its own transaction, offsets included, in
-    order), and a single message that still fails goes to the DLQ with its offset committed
-    (:func:`dead_letter_poison`). One bad message never stops the partition.
-
-    Raises, for the rest of the batch, what is not the messages' fault: StoreUnavailable
-    (retry; halves already committed are skipped as redeliveries) and DlqLimitExceeded.
-    """
-    try:
-        return handle_batch(ctx, limiter, events)
-    except (StoreUnavailable, DlqLimitExceeded):
-        raise
-    except Exception as exc:  # a bug one of these messages triggers (StoreError included)
-        failure = exc
-    # Outside the except block: the halves' own errors must not chain this one.
-    if len(events) == 1:
-        return dead_letter_poison(ctx, limiter, events[0], failure)
-    log.info("batch of %d failed (%s: %s): retrying it in halves", len(events), type(failure).__name__, failure)
-    middle = len(events) // 2
-    first = handle_batch_isolating_poison(ctx, limiter, events[:middle])
-    second = handle_batch_isolating_poison(ctx, limiter, events[middle:])
-    return merge_committed(first, second)
-
-
-def dead_letter_poison(ctx: WorkerContext, limiter: DlqLimiter, event: RawEvent,
-                       exc: Exception) -> BatchCommitted | None:
-    """Send a message whose processing raised to the DLQ and commit its offset (so a
-    redelivery skips it); it counts toward the DLQ limit. None if it was already past."""
-    topic = ctx.topics.ingest
-    letter = DeadLetter(topic, event.partition, event.offset, event.key, event.value,
-                        f"processing failed: {type(exc).__name__}: {exc}", _project_of(event))
-    next_offsets = {event.partition: event.offset + 1}
-    clocks = {event.partition: floor_minute(datetime.fromtimestamp(event.timestamp, UTC))}
-    with wrap_exceptions(), ctx.pool.connection() as conn, conn.transaction():
-        if event.offset < database.load_offsets(conn, ctx.consumer_group, topic, [event.partition]).get(event.partition, 0):
-            return None  # another consumer of the partition got past it (a rebalance)
-        database.save_offsets(conn, ctx.consumer_group, topic, next_offsets)
-        store.advance_partition_clocks(conn, topic, clocks)
-        over_budget = send_dead_letters(ctx, limiter, [letter])
-    if letter.project_id not in over_budget:  # a project flooding us gets no traceback each
-        log.error("message %s[%d]@%d of project %s breaks processing: sent to the DLQ and skipped",
-                  topic, event.partition, event.offset, letter.project_id, exc_info=exc)
-    metrics.POISON_MESSAGES.inc()
-    return BatchCommitted(topic, next_offsets, clocks, {letter.project_id: 1})
-
-
-def _project_of(event: RawEvent) -> int | None:
-    try:
-        message = decode_ingest_message(event.value)
-    except MessageDecodeError:
-        return project_of_key(event.key)
-    if isinstance(message, (CheckInMessage, CheckInAttachmentMessage)):
-        return message.project_id
-    return project_of_key(event.key)
-
-
-def merge_committed(first: BatchCommitted | None, second: BatchCommitted | None) -> BatchCommitted | None:
-    """What two consecutive commits of one topic committed together."""
-    if first is None or second is None:
-        return first or second
-    offsets = {p: max(o, first.next_offsets.get(p, 0)) for p, o in second.next_offsets.items()}
-    clocks = {p: max(t, first.clocks.get(p, t)) for p, t in second.clocks.items()}
-    dead = Counter(first.dead_letters)
-    dead.update(second.dead_letters)
-    return BatchCommitted(first.topic, {**first.next_offsets, **offsets}, {**first.clocks, **clocks}, dict(dead))
-
-
-def send_dead_letters(ctx: WorkerContext, limiter: DlqLimiter, dead: Sequence[DeadLetter]) -> set[int | None]:
-    """Produce and flush the dead letters before the batch commits (at least once); returns
-    the projects over their dead-letter budget (consumers.checkins.dlq: sent, not counted, not logged
-    one by one). Raises DlqLimitExceeded when many projects fail at once."""
-    if not dead:
-        return set()
-    now = time.monotonic()
-    over_budget = limiter.admit(dead, now)
-    for letter in dead:
-        if letter.project_id not in over_budget:
-            log.warning("dead letter %s[%d]@%d: %s", letter.topic, letter.partition, letter.offset, letter.reason)
-        ctx.producer.produce(ctx.topics.dlq, letter.value, key=letter.key, headers=letter.headers())
-    if ctx.producer.flush(30) != 0:
-        raise StoreUnavailable("the DLQ producer could not deliver within 30 s")  # retry the batch
-    over = sum(1 for letter in dead if letter.project_id in over_budget)
-    for project in over_budget:
-        if limiter.first_report(project, now):
-            log.warning("project %s is over its dead-letter budget (%d per %gs): its further dead letters are "
-                        "sent without a log line each and not counted toward the DLQ limit "
-                        "(metric cronpipe_dead_letters_over_budget_total)", project,
-                        limiter.policy.project_budget, limiter.policy.window_s)
-    metrics.DEAD_LETTERS.inc(len(dead))
-    metrics.DEAD_LETTERS_OVER_BUDGET.inc(over)
-    return over_budget
-
-
-# --------------------------------------------------------------------------- the agent
-
-
-class CheckInProcessor:
-    """Runs batches off the event loop, retrying transient failures, draining on stop.
-
-    With ``ctx.batch_process`` the batches run in one child process (its own pool and
-    producer, same code): faust's per-event work and the processing then use two cores
-    instead of sharing one GIL. Otherwise they run in a thread of this process.
-    """
-
-    def __init__(self, ctx: WorkerContext) -> None:
-        self.ctx = ctx
-        self.limiter = DlqLimiter(ctx.dlq)
-        self.child: ProcessPoolExecutor | None = None
-        if ctx.batch_process:
-            self.child = _start_child(ctx)
-            ctx.closers.append(lambda: self.child.shutdown(wait=True) if self.child else None)
-
-    def submit(self, events: Sequence[RawEvent]) -> Awaitable[BatchCommitted | None]:
-        if self.child is None:
-            return asyncio.to_thread(handle_batch_isolating_poison, self.ctx, self.limiter, events)
-        rows = [(e.partition, e.offset, e.timestamp, e.key, e.value) for e in events]
-        return asyncio.get_running_loop().run_in_executor(self.child, _handle_in_child, rows)
-
-    async def run_batch(self, events: Sequence[RawEvent]) -> None:
-        """Commit ``events`` (retrying while the database is unavailable), then run the hooks.
-
-        A stop request (cancellation) waits for the batch in flight to commit: the batch
-        is never abandoned half way, so SIGTERM drains.
-        """
-        def retrying(exc: BaseException) -> None:
-            metrics.BATCH_RETRIES.inc()
-            self.ctx.health.retry(str(exc), time.time())
-
-        committed = await retry.retry_async(
-            f"batch of {len(events)}",
-            lambda: retry.finish_even_if_cancelled(self.submit(events), draining=DRAINING, logger=log),
-            on_retry=retrying, on_recovered=self.ctx.health.recovered, logger=log)
+        committed = retry.retry_blocking(f"batch of {len(rows)}", attempt, stop=(), on_retry=self._retrying,
+                                         on_recovered=self._ctx.health.recovered, logger=log)
         if committed is not None:
-            self.ctx.notify_committed(committed)
+            self._loop.call_soon_threadsafe(self._ctx.notify_committed, committed)
+
+    def _retrying(self, exc: BaseException) -> None:
+        metrics.BATCH_RETRIES.inc()
+        self._ctx.health.retry(str(exc), time.time())
 
 
-_CHILD: tuple[WorkerContext, DlqLimiter] | None = None
+def row_of(record: Record) -> Row:
+    # A broker always stamps a message (CreateTime or LogAppendTime); "now" is only the
+    # fallback for a record without one, never 1970 (a day partition per check-in's date).
+    timestamp = time.time() if record.timestamp is None else record.timestamp
+    return (record.partition, record.offset, timestamp, record.key, record.value or b"")
 
 
-def _start_child(ctx: WorkerContext) -> ProcessPoolExecutor:
-    # spawn, not fork: the parent already runs threads (faust's consumer, librdkafka).
-    return ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_init_child,
-                               initargs=(ctx.settings, ctx.topics, ctx.consumer_group, ctx.processor, ctx.dlq))
+def checkin_consumer(ctx: WorkerContext, handler: CheckInBatches, group_id: str) -> BatchConsumer:
+    """A batch consumer of ``ingest-monitors`` (Kafka group ``group_id``) handing its batches
+    to ``handler``; offsets are the ones stored under ``ctx.consumer_group``."""
+    topic = ctx.topics.ingest
+    return BatchConsumer(bootstrap=ctx.settings.kafka_bootstrap, topic=topic, group_id=group_id,
+                         stored_offsets=stored_offsets_of(ctx.pool, ctx.consumer_group, topic),
+                         handle=handler, batch_size=ctx.batch_size, batch_within_s=ctx.batch_within_s,
+                         stopping=ctx.stopping, config=PREFETCH)
 
 
-def _init_child(settings: Settings, topics: Topics, group: str, processor: ProcessorConfig,
-                dlq: DlqPolicy) -> None:
-    # The parent decides when to stop: it lets the batch in flight finish, then shuts us down.
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s[batch process]: %(message)s")
-    _exit_with_parent(os.getppid())
-    global _CHILD
-    ctx = build_context(settings, topics, consumer_group=group, processor=processor)
-    ctx.dlq = dlq
-    _CHILD = (ctx, DlqLimiter(dlq))
-
-
-def _exit_with_parent(parent: int) -> None:
-    """A killed worker (SIGKILL) cannot shut its batch process down: the child notices the
-    new parent and exits (a transaction in flight rolls back; its batch is redelivered)."""
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(0.5)
-        os._exit(0)
-
-    threading.Thread(target=watch, name="parent-watchdog", daemon=True).start()
-
-
-def _handle_in_child(rows: list[tuple[int, int, float, bytes | None, bytes]]) -> BatchCommitted | None:
-    assert _CHILD is not None, "the batch process was not initialized"
-    ctx, limiter = _CHILD
-    return handle_batch_isolating_poison(ctx, limiter, [RawEvent(*row) for row in rows])
-
-
-def raw_event(event: Any) -> RawEvent:
-    message = event.message
-    return RawEvent(message.partition, message.offset, message.timestamp, message.key, message.value)
+def _read_checkins(ctx: WorkerContext, runner: BatchRunner, loop: asyncio.AbstractEventLoop, group_id: str,
+                   stop: threading.Event) -> None:
+    checkin_consumer(ctx, CheckInBatches(ctx, runner, loop), group_id).run(stop)
 
 
 def register(app: faust.App, ctx: WorkerContext) -> None:
-    """Add the check-in agent (concurrency 1, batches of up to ``ctx.batch_size``)."""
-    topic = app.topic(ctx.topics.ingest, key_type=bytes, value_type=bytes,
-                      key_serializer="raw", value_serializer="raw")
-    processor = CheckInProcessor(ctx)
+    """Add ``ctx.settings.checkin_readers`` check-in readers: faust tasks, each running a
+    batch consumer in its own thread with its own batch runner (started here, shut down
+    by close_context) and one DLQ limit for all. Several readers split the partitions of
+    one Kafka group, named after the app (a new app id is a fresh group: the offsets
+    that count are in PostgreSQL, under ctx.consumer_group)."""
+    readers = ctx.settings.checkin_readers
+    limiter, stop_limiter = shared_limiter(ctx, readers)
+    ctx.closers.append(stop_limiter)  # closers run last added first: after the runners
+    for _ in range(readers):
+        runner = BatchRunner(ctx, limiter)
+        ctx.closers.append(runner.shutdown)
+        app.task(_reader_task(app, ctx, runner))
 
-    async def sync_offsets(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
-        await sync_kafka_offsets(app, ctx)
 
-    app.on_rebalance_complete.connect(sync_offsets)
+def _reader_task(app: faust.App, ctx: WorkerContext, runner: BatchRunner) -> Callable[[], Awaitable[None]]:
+    """The faust task of one reader. All readers report as the one agent ``checkins`` in
+    the worker's health: running while all run, stopped once one stopped."""
+    group_id = f"{app.conf.id}-checkins"
 
-    @app.agent(topic, concurrency=1, name=f"{ctx.consumer_group}-checkins")
-    async def checkins(stream: faust.StreamT[bytes]) -> None:
+    async def read_checkins() -> None:
         ctx.health.set_agent("checkins", "running")
+        read = functools.partial(_read_checkins, ctx, runner, asyncio.get_running_loop(), group_id)
         try:
-            async for events in take_batches(stream, ctx.batch_size, ctx.batch_within_s):
-                try:
-                    await processor.run_batch([raw_event(e) for e in events])
-                # Never back to take_events (it would acknowledge the failed batch): retry.stop_worker waits.
-                except (DlqLimitExceeded, StoreError) as exc:
-                    await retry.stop_worker(app, ctx, "check-in processor", exc, logger=log)
-                except Exception as exc:  # a dead batch process or a bug outside handle_batch: never skip the batch
-                    await retry.stop_worker(app, ctx, "check-in processor", exc, logger=log, traceback=True)
+            await retry.run_in_own_thread(read, name="checkins")
+        except (DlqLimitExceeded, StoreError) as exc:
+            await retry.stop_worker(app, ctx, "check-in processor", exc, logger=log)
+        except Exception as exc:  # a dead batch process or a bug outside handle_batch: never skip the batch
+            await retry.stop_worker(app, ctx, "check-in processor", exc, logger=log, traceback=True)
         finally:
             ctx.health.set_agent("checkins", "stopped")
 
-
-async def sync_kafka_offsets(app: faust.App, ctx: WorkerContext) -> None:
-    """Commit the offsets stored in PostgreSQL to Kafka for the assigned ingest partitions.
-
-    Runs when a rebalance completes, before faust seeks to the committed offsets, so the
-    consumer resumes exactly after the last batch that committed in PostgreSQL, even if
-    Kafka's own committed offset ran ahead of it (a batch acknowledged but not stored).
-    """
-    topic = ctx.topics.ingest
-    assigned = {tp.partition for tp in app.consumer.assignment() if tp.topic == topic}
-    if not assigned:
-        return
-    with wrap_exceptions(), ctx.pool.connection() as conn:
-        stored = database.load_all_offsets(conn, ctx.consumer_group, topic)
-    offsets = {TP(topic, p): o for p, o in stored.items() if p in assigned}
-    if offsets:
-        log.info("resuming %s from stored offsets %s", topic, {tp.partition: o for tp, o in offsets.items()})
-        await cast(_RawCommit, app.consumer)._commit(offsets)
-
-
-class _RawCommit(Protocol):
-    """faust's driver-level offset commit. Its public ``commit`` only commits offsets of
-    events acknowledged in this process and never moves an offset backwards, which is
-    exactly what resuming from PostgreSQL must do; faust has no public way to commit given
-    offsets. Private API, so faust-streaming is pinned (pyproject.toml), and
-    ``test_a_reset_kafka_consumer_group_resumes_from_the_offsets_stored_in_postgres`` fails
-    if an upgrade changes it."""
-
-    async def _commit(self, offsets: Mapping[TP, int]) -> bool: ...
+    return read_checkins

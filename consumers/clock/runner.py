@@ -31,7 +31,7 @@ from consumers.batch_consumer import BatchConsumer, Record, stored_offsets_of
 from consumers.clock import metrics as clock_metrics
 from consumers.clock.apply import apply_task_batch, decode_task_message
 from consumers.clock.dispatch import Guard, KafkaTaskSink, TaskSendError, dispatch_tick
-from consumers.context import WorkerContext
+from consumers.context import NO_JIT, WorkerContext
 from consumers.database import StoreError
 from schemas.clock import decode_clock_tick
 from schemas.messages import MessageDecodeError
@@ -79,9 +79,13 @@ class TaskApplier:
         self.close()  # the connection may be broken: a new one for the retry
 
     def _connection(self) -> psycopg.Connection[Any]:
+        # jit off like the pools' connections (consumers.context.NO_JIT): the outbox insert of
+        # a batch of 5,000 incident events is estimated in the millions and spent ≈ 1.4 s of
+        # its ≈ 1.6 s compiling (BENCHMARKS.md, clock section).
         if self._conn is None or self._conn.closed:
             self._conn = psycopg.connect(self._ctx.settings.effective_database_url(), autocommit=True,
-                                         application_name=f"cronpipe-{self._ctx.consumer_group}-clock-tasks")
+                                         application_name=f"cronpipe-{self._ctx.consumer_group}-clock-tasks",
+                                         options=NO_JIT)
         return self._conn
 
     def close(self) -> None:

@@ -52,6 +52,12 @@ _FAILURES = ", ".join(str(int(s)) for s in (CheckInStatus.ERROR, CheckInStatus.M
 # partition its date_added names): the lateral subqueries (OFFSET 0 keeps PostgreSQL
 # from flattening them) pin that plan, which a hash join over a whole day's partition
 # would otherwise replace whenever the statistics of a growing table lag behind.
+# The batch's own time range (ts_min, ts_max: constants of the statement) bounds every
+# check-in lookup too, so the planner keeps only the day partitions it can reach: the
+# laterals' per-event bounds alone prune only at run time, and every event then paid for
+# an Append over all the days (the days ahead the maintenance creates included; the plan's
+# estimated cost was ≈ 3.7 M for 5,000 events, BENCHMARKS.md "Clock"). Redundant for the
+# result: each event's own bounds are inside the batch's.
 WRITE_EVENTS = f"""
 WITH e AS (
     SELECT * FROM unnest(%(env_ids)b::bigint[], %(types)b::text[], %(checkin_ids)b::bigint[],
@@ -87,7 +93,8 @@ SELECT ev.event_id, e.env_id, e.tick, e.held, jsonb_build_object(
   JOIN projects p ON p.id = m.project_id
   JOIN organizations o ON o.id = m.organization_id
  CROSS JOIN LATERAL (SELECT c.guid, c.date_clock, c.date_added FROM checkins c
-                      WHERE c.id = e.checkin_id AND c.date_added = e.ts OFFSET 0) c
+                      WHERE c.id = e.checkin_id AND c.date_added = e.ts
+                        AND c.date_added BETWEEN %(ts_min)s AND %(ts_max)s OFFSET 0) c
  CROSS JOIN LATERAL (
        SELECT i.guid, i.starting_timestamp, i.resolving_timestamp FROM incidents i
         WHERE i.monitor_environment_id = e.env_id AND i.starting_timestamp <= e.ts
@@ -103,10 +110,12 @@ SELECT ev.event_id, e.env_id, e.tick, e.held, jsonb_build_object(
                 WHERE e.type <> 'resolved' AND x.monitor_environment_id = e.env_id
                   AND x.status IN ({_FAILURES})
                   AND x.date_added BETWEEN (CASE WHEN e.type = 'opened' THEN i.starting_timestamp ELSE e.ts END) AND e.ts
+                  AND x.date_added <= %(ts_max)s
                 ORDER BY x.date_added DESC, x.id DESC LIMIT 100) r) f ON true
   LEFT JOIN LATERAL (
        SELECT jsonb_build_object('id', k.guid, 'date_added', k.date_added) AS obj FROM checkins k
         WHERE k.monitor_environment_id = e.env_id AND k.status = {int(CheckInStatus.OK)} AND k.date_added <= e.ts
+          AND k.date_added <= %(ts_max)s
         ORDER BY k.date_added DESC, k.id DESC LIMIT 1) ok ON true
  WHERE m.status <> {int(MonitorStatus.DISABLED)}
  ORDER BY e.ord
@@ -148,5 +157,6 @@ def write_events(conn: Conn, events: Sequence[OutboxEvent]) -> int:
         "env_ids": [e.env_id for e in events], "types": [e.type for e in events],
         "checkin_ids": [e.checkin_id for e in events], "ts": [e.ts for e in events],
         "ticks": [e.tick for e in events], "ords": list(range(len(events))),
-        "held": [e.held for e in events]})
+        "held": [e.held for e in events],
+        "ts_min": min(e.ts for e in events), "ts_max": max(e.ts for e in events)})
     return cur.rowcount

@@ -18,7 +18,7 @@ result, in the order they write the results.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 
 from schemas.enums import FAILED_CHECKIN_STATUSES, CheckInStatus, MonitorStatus
@@ -92,26 +92,28 @@ def apply_result(
 
 
 def _apply_failure(state: IncidentState, checkin_id: int, ts: datetime, threshold: int) -> IncidentChange:
+    # The states are built directly, not with dataclasses.replace: this runs for every
+    # result the processor accepts, and replace costs several times a constructor.
     was_open = state.open_incident
     if state.failure_run == 0:
-        state = replace(state, failure_run=1, failure_run_start_id=checkin_id, failure_run_start_at=ts, ok_run=0)
+        state = IncidentState(1, checkin_id, ts, 0, was_open)
     else:
-        state = replace(state, failure_run=state.failure_run + 1, ok_run=0)
+        state = IncidentState(state.failure_run + 1, state.failure_run_start_id, state.failure_run_start_at, 0,
+                              was_open)
     opened: tuple[int, datetime] | None = None
     if not state.open_incident and state.failure_run >= threshold:
         assert state.failure_run_start_id is not None and state.failure_run_start_at is not None
         opened = (state.failure_run_start_id, state.failure_run_start_at)
-        state = replace(state, open_incident=True)
+        state = IncidentState(state.failure_run, state.failure_run_start_id, state.failure_run_start_at, 0, True)
     event = "opened" if opened is not None else "failure" if was_open else None
     return IncidentChange(state, _status_of(state), opened, None, event_type=event)
 
 
 def _apply_ok(state: IncidentState, checkin_id: int, ts: datetime, threshold: int) -> IncidentChange:
-    state = replace(state, failure_run=0, failure_run_start_id=None, failure_run_start_at=None,
-                    ok_run=state.ok_run + 1)
+    state = IncidentState(0, None, None, state.ok_run + 1, state.open_incident)
     resolved: tuple[int, datetime] | None = None
     if state.open_incident and state.ok_run >= threshold:
         resolved = (checkin_id, ts)
-        state = replace(state, open_incident=False)
+        state = IncidentState(0, None, None, state.ok_run, False)
     return IncidentChange(state, _status_of(state), None, resolved,
                           event_type="resolved" if resolved is not None else None)

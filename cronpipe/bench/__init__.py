@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import sys
+from types import ModuleType
 
 from schemas.settings import Settings
 
@@ -18,6 +20,7 @@ BENCHMARKS = {
     "gateway": "HTTP ingest throughput and latency vs a do-nothing endpoint",
     "api": "read API stats (cached and not) and monitor list: requests/s, p50/p99 and CPU per request under 8 clients",
     "ceilings": "faust no-op agent vs confluent-kafka + handle_batch vs bare consumer on one topic",
+    "batch": "the processor's batch stage by stage and statement by statement: Python and PostgreSQL CPU per message",
     "notify": "incidents → outbox → relay → notifier → webhook: mass-outage delivery time, commit→delivery at a steady rate",
     "delete": "ingestion-shaped writes while a monitor with 200,000 check-ins is deleted and purged",
     "retention": "partitioning: migration time, partition drop vs DELETE of a day, size of 10 M check-ins",
@@ -36,5 +39,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_bench(settings: Settings, args: argparse.Namespace) -> int:
-    module = importlib.import_module(f"cronpipe.bench.{args.bench}")
-    return int(module.run(settings, args))
+    """Apply pending migrations (idempotent), then run the benchmark: on a fresh database a
+    benchmark would otherwise fail on its first INSERT with "relation ... does not exist"."""
+    from schemas.migrate import apply_migrations
+
+    applied = apply_migrations(settings.effective_database_url())
+    if applied:
+        print(f"bench: applied migrations {', '.join(applied)}", file=sys.stderr, flush=True)
+    return int(load(args.bench).run(settings, args))
+
+
+def load(name: str) -> ModuleType:
+    """The benchmark module ``name`` (``add_arguments`` and ``run``)."""
+    return importlib.import_module(f"cronpipe.bench.{name}")

@@ -8,7 +8,7 @@ in this process, one reader after the other:
    :func:`consumers.app.create_app`) whose only agent does
    ``stream.take_events(batch, within=0.2)`` and counts events: faust's own ceiling;
 2. **processor**: a confluent-kafka consumer feeding batches of ``--batch-size`` to
-   :func:`consumers.checkins.runner.handle_batch`: the processor's real work (decode, decisions,
+   :func:`consumers.checkins.batch.handle_batch`: the processor's real work (decode, decisions,
    PostgreSQL writes and stored offsets), starting from a project with no monitors;
 3. **kafka_noop**: the same consumer doing nothing: the broker/client ceiling.
 
@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import faust
 from confluent_kafka import (
@@ -42,11 +42,12 @@ from confluent_kafka import (
     TopicPartition,
 )
 from confluent_kafka.admin import AdminClient
+from faust.app import BootStrategy
 
-from consumers.app import create_app, take_batches
+from consumers.app import create_app
+from consumers.checkins.batch import RawEvent, handle_batch
 from consumers.checkins.dlq import DlqLimiter
 from consumers.checkins.processing import ProcessorConfig
-from consumers.checkins.runner import RawEvent, handle_batch
 from consumers.context import WorkerContext, build_context, close_context
 from cronpipe.bench import pipeline
 from schemas.argtypes import positive_float, positive_int, ratio
@@ -112,6 +113,7 @@ def measure_faust_noop(ctx: WorkerContext, app_id: str, total: int, timeout_s: f
 
 async def _faust_noop(ctx: WorkerContext, app_id: str, total: int, timeout_s: float) -> dict[str, Any]:
     app = create_app(ctx, [], app_id=app_id)
+    app.boot_strategy = BootStrategy(app)  # create_app saw no agent and left faust's consumer out
     topic = app.topic(ctx.topics.ingest, key_type=bytes, value_type=bytes,
                       key_serializer="raw", value_serializer="raw")
     meter = Meter(total)
@@ -119,7 +121,8 @@ async def _faust_noop(ctx: WorkerContext, app_id: str, total: int, timeout_s: fl
 
     @app.agent(topic, concurrency=1, name=f"{app_id}-noop")
     async def noop(stream: faust.StreamT[bytes]) -> None:
-        async for events in take_batches(stream, ctx.batch_size, ctx.batch_within_s):
+        # Stream.take_events: the StreamT protocol an agent is typed with lacks it.
+        async for events in cast("faust.Stream[bytes]", stream).take_events(ctx.batch_size, ctx.batch_within_s):
             meter.add(len(events))
             if meter.done():
                 finished.set()

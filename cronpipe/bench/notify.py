@@ -35,7 +35,8 @@ from typing import Any
 import orjson
 import psycopg
 
-from cronpipe.bench.clock import T0, _create_database, _drop, _stored
+from cronpipe.bench.clock import T0, _stored
+from cronpipe.bench.clock_database import create_database, drop
 from cronpipe.seeding import seed_monitors
 from schemas.argtypes import positive_float, positive_int
 from schemas.settings import Settings
@@ -204,7 +205,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
 
     topics = Topics(prefix=f"bench-{uuid.uuid4().hex[:8]}-")
     ensure_topics(settings.kafka_bootstrap, topics.specs())
-    url = _create_database(settings)
+    url = create_database(settings)
     receiver = Receiver()
     receiver.start()
     procs: list[subprocess.Popen[bytes]] = []
@@ -283,7 +284,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
             except subprocess.TimeoutExpired:
                 proc.kill()
         if not args.keep:
-            _drop(settings, url, [t.name for t in topics.specs()])
+            drop(settings, url, [t.name for t in topics.specs()])
     result = {"benchmark": "notify", "mass_outage": outage_figures, "steady": steady_figures,
               "requests": receiver.requests, "logs": str(logs),
               "machine": f"{platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}",

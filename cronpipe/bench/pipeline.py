@@ -135,10 +135,12 @@ def start_worker(bench: Bench, rate_limit: int, log_path: Path) -> subprocess.Po
 def peak_rss_mb(pid: int) -> dict[str, float]:
     """Peak RSS (VmHWM) of the worker process and of each child (the batch process)."""
     peaks = {"worker": _vm_hwm_mb(pid)}
-    try:
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    except OSError:
-        children = []
+    children: list[str] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):  # a child started by any thread
+        try:
+            children += (task / "children").read_text().split()
+        except OSError:
+            pass
     for n, child in enumerate(children):
         peaks[f"child_{n}"] = _vm_hwm_mb(int(child))
     return peaks
@@ -269,6 +271,9 @@ _CLEAN_UP = [
     "DELETE FROM incidents WHERE monitor_id IN (SELECT id FROM monitors WHERE project_id = %(project)s)",
     "DELETE FROM checkin_rollups WHERE monitor_environment_id IN (SELECT e.id FROM monitor_environments e"
     " JOIN monitors m ON m.id = e.monitor_id WHERE m.project_id = %(project)s)",
+    # The guid rows first: the trigger writes them, nothing deletes them with the check-ins, and
+    # left behind they grow the guid index every later run inserts into.
+    "DELETE FROM checkin_guids g USING checkins c WHERE c.project_id = %(project)s AND g.guid = c.guid",
     "DELETE FROM checkins WHERE project_id = %(project)s",
     "DELETE FROM monitor_environments WHERE monitor_id IN (SELECT id FROM monitors WHERE project_id = %(project)s)",
     "DELETE FROM processing_errors WHERE project_id = %(project)s",

@@ -9,8 +9,8 @@ from datetime import timedelta
 
 import pytest
 
+from consumers.checkins.batch import RawEvent, handle_batch
 from consumers.checkins.dlq import DlqLimiter, DlqLimitExceeded, DlqPolicy
-from consumers.checkins.runner import RawEvent, handle_batch
 from consumers.worker import running_app
 from schemas.enums import CheckInStatus
 from schemas.topics import Topics

@@ -15,8 +15,8 @@ import pytest
 from prometheus_client import REGISTRY
 
 from consumers.checkins import processing
+from consumers.checkins.batch import RawEvent, handle_batch_isolating_poison
 from consumers.checkins.dlq import DlqLimiter, DlqPolicy
-from consumers.checkins.runner import RawEvent, handle_batch_isolating_poison
 from cronpipe.probes import high_watermarks
 from schemas.enums import CheckInStatus
 from schemas.topics import Topics

@@ -110,6 +110,31 @@ def test_the_processor_writes_opened_failure_and_resolved_with_the_check_ins_bat
     assert events[2].resolving_timestamp is not None and events[2].last_ok_checkin is not None
 
 
+def test_an_incident_across_midnight_lists_both_days_check_ins_from_one_batch(
+        kafka_bootstrap: str, topics: Topics, database_url: str) -> None:
+    # The insert bounds its check-in lookups by the batch's own range of days (partition
+    # pruning): an event whose failures and last OK lie in other day partitions than its
+    # own check-in must still find them all.
+    pipe = Pipeline(kafka_bootstrap, topics, database_url)
+    config = {"schedule": {"type": "crontab", "value": "0 * * * *"}, "failure_issue_threshold": 2}
+    midnight = datetime(2024, 4, 25, tzinfo=UTC)
+    for i, status in enumerate(["ok", "error", "error", "ok"]):
+        pipe.check_in("late", status, at=midnight + (i - 2) * M, monitor_config=config)
+
+    async def scenario() -> None:
+        await pipe.drain()
+
+    try:
+        pipe.run(scenario)
+    finally:
+        pipe.close()
+    opened, resolved = _outbox(database_url)
+    assert (opened.type, resolved.type) == ("opened", "resolved")
+    assert [c.date_added for c in opened.failing_checkins] == [midnight - M, midnight]
+    assert opened.last_ok_checkin is not None and opened.last_ok_checkin.date_added == midnight - 2 * M
+    assert resolved.last_ok_checkin is not None and resolved.last_ok_checkin.date_added == midnight + M
+
+
 def test_a_rolled_back_transaction_leaves_nothing_for_the_relay(rig: ClockRig) -> None:
     with psycopg.connect(rig.database_url, autocommit=True) as conn:
         monitor_id, env_id = seed_monitor(conn, 1, "job", crontab_config("* * * * *"))

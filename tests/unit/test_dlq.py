@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+from typing import cast
+
 import pytest
 
 from consumers.checkins.dlq import (
@@ -12,6 +15,8 @@ from consumers.checkins.dlq import (
     DlqPolicy,
     project_of_key,
 )
+from consumers.checkins.dlq_server import shared_limiter
+from consumers.context import WorkerContext
 
 POLICY = DlqPolicy(max_messages=1000, window_s=60, project_budget=100)
 
@@ -66,3 +71,20 @@ def test_a_project_over_its_budget_is_reported_once_per_window() -> None:
     limiter = DlqLimiter(POLICY)
     assert [limiter.first_report(7, now) for now in (0, 1, 59, 60, 61)] == [True, False, False, True, False]
     assert limiter.first_report(8, 1)
+
+
+@pytest.mark.parametrize("batch_process", [False, True])
+def test_several_readers_share_one_dlq_limit(batch_process: bool) -> None:
+    """Two check-in readers (threads, or batch processes calling the limiter's server)
+    count toward one limit: 11 projects past it stop the worker, whichever reader sent them."""
+    ctx = cast(WorkerContext, SimpleNamespace(batch_process=batch_process, dlq=POLICY))
+    limiter, stop = shared_limiter(ctx, readers=2)
+    assert limiter is not None
+    try:
+        for project in range(10):
+            assert limiter.admit(letters(project, 100), now=0.0) == set()
+        with pytest.raises(DlqLimitExceeded, match="1001 dead letters"):
+            limiter.admit(letters(10, 1), now=1.0)
+        assert limiter.admit(letters(3, 1), now=2.0) == {3}  # over its budget: sent, not counted
+    finally:
+        stop()

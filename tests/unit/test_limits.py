@@ -13,7 +13,7 @@ import msgpack
 import orjson
 import pytest
 
-from schemas import schedule
+from schemas import crontab
 from schemas.enums import ProcessingErrorType
 from schemas.limits import (
     MAX_CRONTAB_LENGTH,
@@ -184,10 +184,10 @@ def test_the_largest_compiled_crontab_cache_entry_is_within_the_documented_bound
     every = " ".join(",".join(str(v) for v in range(low, high + 1))
                      for low, high in ((0, 59), (0, 23), (1, 31), (1, 12), (0, 7)))
     key = every.ljust(MAX_CRONTAB_LENGTH)
-    compiled = schedule._compile(key)
+    compiled = crontab.compile_crontab(key)
 
     assert sys.getsizeof(key) + _deep_size(compiled) <= 12 * 1024
-    assert schedule._compile.cache_info().maxsize == schedule.COMPILE_CACHE_ENTRIES == 4096
+    assert crontab.compile_crontab.cache_info().maxsize == crontab.COMPILE_CACHE_ENTRIES == 4096
 
 
 # --------------------------------------------------------------------------- attachments

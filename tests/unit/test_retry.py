@@ -126,6 +126,22 @@ def test_the_blocking_retry_gives_up_without_an_attempt_once_a_stop_event_is_set
     assert work.calls == 0
 
 
+def test_a_blocking_retry_without_stop_events_retries_until_the_work_succeeds() -> None:
+    work = Flaky(StoreUnavailable("down"), StoreUnavailable("down"))
+    assert retry.retry_blocking("batch", work, stop=(), backoff=NO_WAIT) == "done"
+    assert work.calls == 3
+
+
+def test_the_blocking_retry_reports_a_recovery_only_after_a_retry() -> None:
+    stop = threading.Event()
+    recovered: list[bool] = []
+    assert retry.retry_blocking("batch", Flaky(), stop=[stop], on_recovered=lambda: recovered.append(True)) == "done"
+    assert recovered == []
+    assert retry.retry_blocking("batch", Flaky(StoreUnavailable("down")), stop=[stop], backoff=NO_WAIT,
+                                on_recovered=lambda: recovered.append(True)) == "done"
+    assert recovered == [True]
+
+
 def test_a_stop_during_the_back_off_ends_the_blocking_retry_with_nothing_committed() -> None:
     stop = threading.Event()
     work = Flaky(StoreUnavailable("down"), StoreUnavailable("down"))

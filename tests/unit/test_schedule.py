@@ -13,13 +13,12 @@ from zoneinfo import ZoneInfo
 import pytest
 from croniter import croniter  # type: ignore[import-untyped]  # only to show its answers
 
+from schemas.crontab import compile_crontab, day_matches
 from schemas.schedule import (
     CrontabSchedule,
     IntervalSchedule,
     Schedule,
     ScheduleError,
-    _compile,
-    _day_matches,
     expected_times,
     next_expected,
     parse_crontab,
@@ -516,7 +515,7 @@ def debian_cron_fire_times(
     wall-clock minutes; a job fires at the real minute in which find_jobs selects it.
     Field matching reuses the module's parser; only the DST handling is modelled here.
     """
-    crontab, zone, epoch = _compile(expression), ZoneInfo(tz), datetime(1970, 1, 1)
+    crontab, zone, epoch = compile_crontab(expression), ZoneInfo(tz), datetime(1970, 1, 1)
     fired: list[datetime] = []
 
     def wall_minutes(moment: datetime) -> int:
@@ -530,7 +529,7 @@ def debian_cron_fire_times(
             and wall.minute in crontab.minutes
             and wall.hour in crontab.hours
             and wall.month in crontab.months
-            and _day_matches(crontab, wall.day, length, wall.isoweekday() % 7)
+            and day_matches(crontab, wall.day, length, wall.isoweekday() % 7)
         )
 
     moment = after
