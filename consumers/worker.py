@@ -40,6 +40,7 @@ def run_worker(settings: Settings, agents: list[str], loglevel: str) -> int:
     app_id = f"{settings.topic_prefix}cronpipe"
     ctx = build_context(settings, topics, consumer_group=app_id, processor=processor_config(settings))
     ctx.batch_process = settings.batch_process
+    ctx.batch_size = settings.checkin_batch_size
     logfilter.install()
     guard = ShutdownGuard(settings.shutdown_timeout_s, ctx.stopping)
     ctx.on_stop.append(guard.begin)
