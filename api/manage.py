@@ -27,10 +27,10 @@ from api.errors import ApiError, BadParameter, NotFound
 from api.resolve import as_number
 from schemas.api import MonitorWrite
 from schemas.enums import CheckInStatus, MonitorStatus
-from schemas.messages import slugify_monitor_slug
 from schemas.minutes import floor_minute
 from schemas.monitor_config import ConfigError, MonitorConfig, config_from_json, config_to_json, parse_monitor_config
 from schemas.schedule import ScheduleError, next_expected
+from schemas.wire_fields import slugify_monitor_slug
 
 Conn = AsyncConnection[Any]
 #: What replaces a deleted monitor's slug or environment's name: never a valid slug, so the

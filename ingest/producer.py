@@ -30,7 +30,8 @@ from typing import Any, Final
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from schemas.json_object import NotAnObject, load_object
-from schemas.messages import encode_attachment, encode_check_in, slugify_monitor_slug
+from schemas.messages import encode_attachment, encode_check_in
+from schemas.wire_fields import slugify_monitor_slug
 
 __all__ = [
     "DEFAULT_CONFIG",

@@ -14,7 +14,8 @@ import orjson
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
 from schemas.json_object import NotAnObject, load_object
-from schemas.messages import MessageDecodeError, describe_validation_error, validate_tagged
+from schemas.messages import MessageDecodeError, validate_tagged
+from schemas.wire_fields import describe_validation_error
 
 __all__ = [
     "ClockTask",

@@ -5,9 +5,9 @@ Two layers, decoded separately because their failures go to different places:
 * the **message** (the msgpack map): :func:`decode_ingest_message` raises
   :class:`MessageDecodeError`, which sends the raw bytes to the DLQ;
 * the **check-in payload** (JSON bytes inside a ``check_in`` message):
-  :func:`parse_check_in_payload` raises :class:`PayloadError` carrying a
-  :class:`~schemas.enums.ProcessingErrorType`, which becomes a processing error that
-  users see in the API.
+  :func:`schemas.checkin_payload.parse_check_in_payload` raises ``PayloadError``
+  carrying a :class:`~schemas.enums.ProcessingErrorType`, which becomes a processing
+  error that users see in the API (that layer is :mod:`schemas.checkin_payload`).
 
 Liberal where Sentry is: ``payload`` may be msgpack ``bin`` (Relay) or ``str`` (Sentry's
 own example, with a trailing newline); ``check_in_id`` may be hex or hyphenated; unknown
@@ -19,8 +19,6 @@ schema has ``additionalProperties: true`` there). Strict where the schema is: a
 
 from __future__ import annotations
 
-import re
-import unicodedata
 import uuid
 from collections.abc import Mapping
 from typing import Annotated, Any, Final, Literal, TypeVar
@@ -28,7 +26,6 @@ from typing import Annotated, Any, Final, Literal, TypeVar
 import msgpack
 import orjson
 from pydantic import (
-    AliasPath,
     BaseModel,
     ConfigDict,
     Field,
@@ -37,56 +34,30 @@ from pydantic import (
     ValidationError,
     field_validator,
 )
-from pydantic_core import ErrorDetails, PydanticCustomError
 
-from schemas.enums import CheckInStatus, ProcessingErrorType
-from schemas.json_object import NotAnObject, load_object
+from schemas.enums import ProcessingErrorType
 from schemas.limits import (
-    MAX_ERROR_PAYLOAD_BYTES,
-    MAX_RELEASE_LENGTH,
-    LimitError,
-    check_config_text,
-    check_document,
-    excerpt,
     storable_text,
 )
+from schemas.wire_fields import MAX_SLUG_LENGTH, custom_error, describe_validation_error, parse_uuid, to_bytes
 
 __all__ = [
-    "DEFAULT_ENVIRONMENT",
     "DEFAULT_RETENTION_DAYS",
     "MAX_ATTACHMENT_BYTES",
-    "MAX_DURATION_SECONDS",
-    "MAX_ENVIRONMENT_LENGTH",
-    "MAX_SLUG_LENGTH",
     "CheckInAttachmentMessage",
     "CheckInMessage",
-    "CheckInPayload",
     "ClockPulse",
     "IngestMessage",
     "MessageDecodeError",
     "MessageRejected",
-    "PayloadError",
-    "check_duration",
-    "check_payload_limits",
     "decode_ingest_message",
     "encode_attachment",
     "encode_check_in",
     "encode_clock_pulse",
     "encode_ingest_message",
-    "error_excerpt",
-    "parse_check_in_payload",
-    "slugify_monitor_slug",
     "validate_attachment",
 ]
 
-#: Sentry's DEFAULT_SLUG_MAX_LENGTH; longer slugs are truncated, not rejected.
-MAX_SLUG_LENGTH: Final = 50
-#: Sentry's ENVIRONMENT_NAME_MAX_LENGTH.
-MAX_ENVIRONMENT_LENGTH: Final = 64
-DEFAULT_ENVIRONMENT: Final = "production"
-#: Sentry stores durations as milliseconds in a signed 32-bit column.
-MAX_DURATION_MS: Final = 2_147_483_647
-MAX_DURATION_SECONDS: Final = MAX_DURATION_MS / 1000
 MAX_ATTACHMENT_BYTES: Final = 100 * 1024
 #: What Relay sends when a project has no retention setting.
 DEFAULT_RETENTION_DAYS: Final = 90
@@ -117,110 +88,6 @@ class MessageRejected(MessageDecodeError):
         self.details = details
 
 
-class PayloadError(ValueError):
-    """A decodable check-in whose payload breaks a rule; it becomes a processing error."""
-
-    def __init__(self, kind: ProcessingErrorType, reason: str) -> None:
-        # Reasons quote client input and are stored as text: never with a NUL.
-        reason = storable_text(reason)
-        super().__init__(reason)
-        self.kind = kind
-        self.reason = reason
-
-
-# --------------------------------------------------------------------------- helpers
-
-
-# Pydantic's built-in messages vary between versions; the ones a producer may
-# trigger are spelled here so reasons stay stable.
-_ERROR_TEXTS: Final[dict[str, str]] = {
-    "missing": "field required",
-    "extra_forbidden": "unexpected field",
-    "int_type": "must be an integer",
-    "float_type": "must be a number",
-    "finite_number": "must be a finite number",
-    "string_type": "must be a string",
-    "bytes_type": "must be bytes",
-    "list_type": "must be an array",
-    "tuple_type": "must be an array",
-    "literal_error": "unexpected value",
-    "greater_than_equal": "must be >= {ge}",
-    "less_than_equal": "must be <= {le}",
-    "string_too_short": "must not be empty",
-    "string_too_long": "longer than {max_length} characters",
-    "value_error": "{error}",
-}
-
-
-def _describe_error(error: ErrorDetails) -> str:
-    """Render one pydantic error as ``"field.path: reason"``."""
-    template = _ERROR_TEXTS.get(error["type"])
-    if template is None:
-        text = error["msg"]
-    else:
-        text = template.format(**error.get("ctx", {}))
-    where = ".".join(str(part) for part in error["loc"])
-    return f"{where}: {text}" if where else text
-
-
-def describe_validation_error(exc: ValidationError) -> str:
-    """All errors of ``exc`` as ``"field: reason"``, joined with ``"; "``, in field order.
-
-    Shared with ``schemas.clock`` so every decode error of cronpipe reads the same way.
-    """
-    return "; ".join(_describe_error(error) for error in exc.errors(include_url=False))
-
-
-def _custom(kind: str, message: str) -> PydanticCustomError:
-    # The message is passed pre-formatted and without context: pydantic only
-    # substitutes ``{name}`` for keys given in the context, so user text is safe.
-    return PydanticCustomError(kind, message)
-
-
-def _is_number(value: object) -> bool:
-    # bool is an int subclass; True is never a duration or a timestamp.
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _to_bytes(value: object) -> object:
-    """Normalize a ``payload`` to bytes: Relay sends bin, Sentry's example sends str."""
-    if isinstance(value, str):
-        return value.encode("utf-8")
-    return value
-
-
-def _parse_uuid(value: object, kind: str) -> uuid.UUID:
-    """Accept a UUID as 32 hex digits or hyphenated (anything ``uuid.UUID`` reads, as Sentry)."""
-    if isinstance(value, uuid.UUID):
-        return value
-    if not isinstance(value, str):
-        raise _custom(kind, "must be a UUID string")
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        raise _custom(kind, f"not a valid UUID: {value[:40]!r}") from None
-
-
-# Django's slugify, which Sentry applies to monitor slugs: fold to ASCII, drop what is
-# not a word character, space or hyphen, collapse runs of spaces/hyphens into one '-'.
-_SLUG_DROP = re.compile(r"[^\w\s-]")
-_SLUG_SEPARATORS = re.compile(r"[-\s]+")
-# Already a slug: what the slow path would return unchanged (no edge '_' or '-', no '--').
-_CLEAN_SLUG = re.compile(r"[a-z0-9](?:[a-z0-9_]|-(?=[a-z0-9_]))*(?<!_)")
-
-
-def slugify_monitor_slug(value: str) -> str:
-    """Return ``value`` slugified exactly as Sentry does for check-in monitor slugs.
-
-    ``"My Job.daily"`` → ``"my-jobdaily"``, ``"Über Backup"`` → ``"uber-backup"``;
-    the result is at most :data:`MAX_SLUG_LENGTH` characters and may be empty.
-    """
-    if len(value) <= MAX_SLUG_LENGTH and _CLEAN_SLUG.fullmatch(value):
-        return value  # the common case: already a slug, skip the unicode work
-    folded = unicodedata.normalize("NFKD", value).encode("ascii", "ignore").decode("ascii")
-    slug = _SLUG_SEPARATORS.sub("-", _SLUG_DROP.sub("", folded.lower())).strip("-_")
-    return slug[:MAX_SLUG_LENGTH].strip("-")
-
 
 # --------------------------------------------------------------------------- messages
 
@@ -243,7 +110,7 @@ class CheckInMessage(BaseModel):
     @field_validator("payload", mode="before")
     @classmethod
     def _payload_as_bytes(cls, value: object) -> object:
-        return _to_bytes(value)
+        return to_bytes(value)
 
 
 class ClockPulse(BaseModel):
@@ -274,20 +141,20 @@ class CheckInAttachmentMessage(BaseModel):
     @field_validator("check_in_id", mode="plain")
     @classmethod
     def _check_in_id(cls, value: object) -> uuid.UUID:
-        return _parse_uuid(value, "uuid_type")
+        return parse_uuid(value, "uuid_type")
 
     @field_validator("monitor_slug", "filename", "content_type")
     @classmethod
     def _no_nul(cls, value: str) -> str:
         if "\x00" in value:
-            raise _custom("nul_character", "must not contain a NUL character")
+            raise custom_error("nul_character", "must not contain a NUL character")
         return value
 
     @field_validator("data")
     @classmethod
     def _data_size(cls, value: bytes) -> bytes:
         if len(value) > MAX_ATTACHMENT_BYTES:
-            raise _custom("too_large", f"larger than {MAX_ATTACHMENT_BYTES} bytes ({len(value)})")
+            raise custom_error("too_large", f"larger than {MAX_ATTACHMENT_BYTES} bytes ({len(value)})")
         return value
 
 
@@ -437,215 +304,3 @@ def encode_attachment(
         }
     )
     return encode_ingest_message(message)
-
-
-# --------------------------------------------------------------------------- payload
-
-_ENVIRONMENT_FORBIDDEN = re.compile(r"[\n\r\f/]")
-_INGEST_STATUSES: Final[dict[str, CheckInStatus]] = {
-    "in_progress": CheckInStatus.IN_PROGRESS,
-    "ok": CheckInStatus.OK,
-    "error": CheckInStatus.ERROR,
-}
-# Custom pydantic error types that are not plain validation failures.
-_ERROR_KINDS: Final[dict[str, ProcessingErrorType]] = {
-    "invalid_guid": ProcessingErrorType.CHECKIN_INVALID_GUID,
-    "invalid_duration": ProcessingErrorType.CHECKIN_INVALID_DURATION,
-    "invalid_environment": ProcessingErrorType.MONITOR_INVALID_ENVIRONMENT,
-    "invalid_config": ProcessingErrorType.MONITOR_INVALID_CONFIG,
-}
-
-
-class CheckInPayload(BaseModel):
-    """The JSON a job sends for one check-in, validated; unknown keys are ignored.
-
-    Validation errors carry pydantic error types that :func:`parse_check_in_payload`
-    maps to a :class:`ProcessingErrorType`; build it through that function.
-    """
-
-    model_config = ConfigDict(frozen=True, extra="ignore")
-
-    check_in_id: uuid.UUID
-    """The check-in's id; the zero UUID means "the newest in-progress one" (:attr:`is_latest`)."""
-    monitor_slug: str
-    """Slugified as Sentry does (:func:`slugify_monitor_slug`), never empty."""
-    status: CheckInStatus
-    """IN_PROGRESS, OK or ERROR: the only statuses a job may report."""
-    duration: float | None = None
-    """Seconds, 0..:data:`MAX_DURATION_SECONDS`; None lets the pairing compute it."""
-    environment: str = DEFAULT_ENVIRONMENT
-    release: str | None = None
-    trace_id: uuid.UUID | None = Field(
-        default=None, validation_alias=AliasPath("contexts", "trace", "trace_id")
-    )
-    """From ``contexts.trace.trace_id``; absent when the payload has no trace context."""
-    monitor_config: dict[str, Any] | None = None
-    """Kept raw: it is validated by ``schemas.monitor_config`` only when upserting."""
-
-    @property
-    def is_latest(self) -> bool:
-        """True for the zero UUID: update the newest IN_PROGRESS check-in instead."""
-        return self.check_in_id.int == 0
-
-    @field_validator("check_in_id", mode="plain")
-    @classmethod
-    def _check_in_id(cls, value: object) -> uuid.UUID:
-        return _parse_uuid(value, "invalid_guid")
-
-    @field_validator("monitor_slug", mode="plain")
-    @classmethod
-    def _monitor_slug(cls, value: object) -> str:
-        if not isinstance(value, str):
-            raise _custom("string_type", "must be a string")
-        slug = slugify_monitor_slug(value)
-        if not slug:
-            raise _custom("empty_slug", "must contain a letter or digit")
-        return slug
-
-    @field_validator("status", mode="plain")
-    @classmethod
-    def _status(cls, value: object) -> CheckInStatus:
-        status = _INGEST_STATUSES.get(value) if isinstance(value, str) else None
-        if status is None:
-            raise _custom("invalid_status", f"must be in_progress, ok or error, not {excerpt(value)}")
-        return status
-
-    @field_validator("duration", mode="plain")
-    @classmethod
-    def _duration(cls, value: object) -> float | None:
-        return _duration_seconds(value)
-
-    @field_validator("environment", mode="plain")
-    @classmethod
-    def _environment(cls, value: object) -> str:
-        if value is None:
-            return DEFAULT_ENVIRONMENT
-        if not isinstance(value, str):
-            raise _custom("string_type", "must be a string")
-        # Sentry's serializer trims surrounding whitespace and rejects a blank name.
-        name = value.strip()
-        if not name:
-            raise _custom("blank", "must not be blank")
-        if len(name) > MAX_ENVIRONMENT_LENGTH:
-            raise _custom("invalid_environment", f"longer than {MAX_ENVIRONMENT_LENGTH} characters")
-        if _ENVIRONMENT_FORBIDDEN.search(name):
-            raise _custom("invalid_environment", "must not contain a newline, form feed or '/'")
-        return name
-
-    @field_validator("release", mode="plain")
-    @classmethod
-    def _release(cls, value: object) -> str | None:
-        if value is not None and not isinstance(value, str):
-            raise _custom("string_type", "must be a string")
-        if value is not None and len(value) > MAX_RELEASE_LENGTH:
-            raise _custom("too_long", f"longer than {MAX_RELEASE_LENGTH} characters")
-        return value
-
-    @field_validator("trace_id", mode="plain")
-    @classmethod
-    def _trace_id(cls, value: object) -> uuid.UUID | None:
-        # Sentry reads it with a UUID field: hex or hyphenated.
-        return None if value is None else _parse_uuid(value, "uuid_type")
-
-    @field_validator("monitor_config", mode="plain")
-    @classmethod
-    def _monitor_config(cls, value: object) -> dict[str, Any] | None:
-        if value is not None and not isinstance(value, dict):
-            raise _custom("invalid_config", "must be an object")
-        return value
-
-
-def _duration_seconds(value: object) -> float | None:
-    """The one duration rule (JSON payloads and the gateway's query string); raises
-    PydanticCustomError."""
-    if value is None:
-        return None
-    if not _is_number(value):
-        raise _custom("float_type", "must be a number")
-    seconds = float(value)  # type: ignore[arg-type]  # _is_number checked it
-    # Sentry truncates to whole milliseconds before its range check; so do we.
-    # Written so that NaN and infinities fail too.
-    if not (0 <= seconds and seconds * 1000 < MAX_DURATION_MS + 1):
-        raise _custom("invalid_duration", f"must be 0..{MAX_DURATION_SECONDS} seconds, not {value!r}")
-    return seconds
-
-
-def check_duration(value: float) -> float:
-    """``value`` if it is a valid check-in duration in seconds, for callers that build a
-    payload from text (``duration=nan`` in a query string must not become JSON null).
-    Raises PayloadError(CHECKIN_INVALID_DURATION) with the payload's reason."""
-    try:
-        seconds = _duration_seconds(value)
-    except PydanticCustomError as exc:
-        raise PayloadError(ProcessingErrorType.CHECKIN_INVALID_DURATION, f"duration: {exc.message()}") from None
-    assert seconds is not None
-    return seconds
-
-
-def parse_check_in_payload(raw: bytes) -> CheckInPayload:
-    """Parse and validate the JSON payload of a ``check_in`` message.
-
-    Raises :class:`PayloadError`; ``.kind`` is CHECKIN_INVALID_GUID for a bad
-    ``check_in_id``, CHECKIN_INVALID_DURATION for an out-of-range duration,
-    MONITOR_INVALID_ENVIRONMENT for a forbidden environment name, MONITOR_INVALID_CONFIG
-    for a ``monitor_config`` that is not an object, and CHECKIN_VALIDATION_FAILED for
-    anything else (bad JSON, missing or mistyped fields). When several fields are bad,
-    the kind is that of the first in field order and ``.reason`` lists them all.
-
-    The hostile-input bounds (:func:`check_payload_limits`: depth, NUL anywhere,
-    monitor_config string lengths) are checked first and alone.
-    """
-    try:
-        data = load_object(raw, "payload")
-    except NotAnObject as exc:
-        raise PayloadError(ProcessingErrorType.CHECKIN_VALIDATION_FAILED, exc.reason) from None
-    check_payload_limits(data, raw)
-    try:
-        return CheckInPayload.model_validate(data)
-    except ValidationError as exc:
-        raise _payload_error(exc) from None
-
-
-# Which processing error a broken bound becomes, by the payload field it is in.
-_LIMIT_KINDS: Final[dict[str, ProcessingErrorType]] = {
-    "environment": ProcessingErrorType.MONITOR_INVALID_ENVIRONMENT,
-    "monitor_config": ProcessingErrorType.MONITOR_INVALID_CONFIG,
-}
-
-
-def check_payload_limits(data: dict[str, Any], raw: bytes | None = None) -> None:
-    """The hostile-input bounds of ``schemas.limits`` over a parsed payload (depth, NUL,
-    monitor_config string lengths), before pydantic or anything else walks it.
-    ``raw`` is the JSON text ``data`` came from (a faster NUL check). Raises PayloadError;
-    a valid payload costs one pass over its containers."""
-    try:
-        check_document(data, raw=raw)
-        config = data.get("monitor_config")
-        if isinstance(config, dict):
-            check_config_text(config, raw=raw)
-    except LimitError as exc:
-        field = exc.reason.split(":", 1)[0].split(".", 1)[0]
-        raise PayloadError(_LIMIT_KINDS.get(field, ProcessingErrorType.CHECKIN_VALIDATION_FAILED), exc.reason) from None
-
-
-def error_excerpt(raw: bytes) -> dict[str, Any]:
-    """A rejected check-in's payload as it is stored with its processing error (jsonb):
-    the JSON object itself when it is one, at most :data:`MAX_ERROR_PAYLOAD_BYTES` and
-    within the bounds of ``schemas.limits``; otherwise ``{"payload": <first KiB as text>}``
-    with NUL spelled ``\\x00``, so that the error is always storable."""
-    if len(raw) <= MAX_ERROR_PAYLOAD_BYTES:
-        try:
-            data = orjson.loads(raw)
-            check_document(data)
-        except (orjson.JSONDecodeError, LimitError):
-            data = None
-        if isinstance(data, dict):
-            return data
-    return {"payload": storable_text(raw[:1024].decode("utf-8", "replace"))}
-
-
-def _payload_error(exc: ValidationError) -> PayloadError:
-    """Turn a CheckInPayload ValidationError into a PayloadError of the first error's kind."""
-    first = exc.errors(include_url=False)[0]["type"]
-    kind = _ERROR_KINDS.get(first, ProcessingErrorType.CHECKIN_VALIDATION_FAILED)
-    return PayloadError(kind, describe_validation_error(exc))

@@ -29,8 +29,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from schemas.enums import ScheduleType
 from schemas.limits import MAX_INTEGER_TEXT_LENGTH, excerpt, storable_text
-from schemas.messages import describe_validation_error
 from schemas.schedule import CrontabSchedule, IntervalSchedule, ScheduleError, parse_crontab
+from schemas.wire_fields import describe_validation_error
 
 __all__ = [
     "CONFIG_KEYS",

@@ -42,14 +42,13 @@ from consumers.checkins.processing import (
 from consumers.checkins.store import BatchKeys
 from consumers.context import BatchCommitted, WorkerContext
 from consumers.database import StoreUnavailable, wrap_exceptions
+from schemas.checkin_payload import PayloadError, parse_check_in_payload
 from schemas.messages import (
     CheckInAttachmentMessage,
     CheckInMessage,
     MessageDecodeError,
     MessageRejected,
-    PayloadError,
     decode_ingest_message,
-    parse_check_in_payload,
 )
 from schemas.minutes import floor_minute
 

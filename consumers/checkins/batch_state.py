@@ -17,15 +17,9 @@ from typing import Any, Final
 import orjson
 
 from consumers.incidents.rules import INITIAL_STATE, IncidentState
+from schemas.checkin_payload import CheckInPayload, PayloadError, error_excerpt
 from schemas.enums import CheckInStatus, MonitorStatus, ProcessingErrorType
-from schemas.messages import (
-    CheckInAttachmentMessage,
-    CheckInMessage,
-    CheckInPayload,
-    MessageRejected,
-    PayloadError,
-    error_excerpt,
-)
+from schemas.messages import CheckInAttachmentMessage, CheckInMessage, MessageRejected
 from schemas.monitor_config import MonitorConfig, config_to_json
 
 __all__ = [

@@ -20,8 +20,8 @@ from consumers.checkins.batch_state import (
     MonitorState,
     Project,
 )
+from schemas.checkin_payload import CheckInPayload
 from schemas.enums import MonitorStatus, ProcessingErrorType
-from schemas.messages import CheckInPayload
 from schemas.monitor_config import ConfigError, MonitorConfig, merge_config, parse_monitor_config
 
 __all__ = ["ensure_environment", "has_environment_room", "merge_cached", "parse_config", "upsert_monitor"]

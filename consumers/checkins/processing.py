@@ -53,8 +53,8 @@ from consumers.checkins.batch_state import (
 from consumers.checkins.monitors import ensure_environment, has_environment_room, upsert_monitor
 from consumers.incidents.rules import IncidentChange, apply_result
 from consumers.rollups import ROLLUP_RESOLUTIONS, RollupDelta, RollupKey, bucket_at
+from schemas.checkin_payload import CheckInPayload, PayloadError
 from schemas.enums import CheckInStatus, MonitorStatus, ProcessingErrorType
-from schemas.messages import CheckInPayload, PayloadError
 from schemas.minutes import floor_minute
 from schemas.monitor_config import (
     MonitorConfig,

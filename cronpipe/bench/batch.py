@@ -51,7 +51,7 @@ from consumers.incidents import outbox
 from consumers.incidents import store as incident_store
 from cronpipe.bench import pipeline
 from cronpipe.bench.ceilings import raw_event
-from schemas import messages
+from schemas import checkin_payload, messages
 from schemas.argtypes import positive_int, ratio
 from schemas.json_object import load_object
 from schemas.settings import Settings
@@ -241,10 +241,10 @@ def decode_parts(batches: Sequence[Sequence[checkin_batch.RawEvent]]) -> dict[st
     docs = clock("payload JSON (orjson)", lambda: [load_object(m.payload, "payload") for m in check_ins])
     def bounds() -> None:
         for doc, message in zip(docs, check_ins, strict=True):
-            messages.check_payload_limits(doc, message.payload)
+            checkin_payload.check_payload_limits(doc, message.payload)
 
     clock("payload bounds (limits)", bounds)
-    clock("payload model (pydantic)", lambda: [messages.CheckInPayload.model_validate(d) for d in docs])
+    clock("payload model (pydantic)", lambda: [checkin_payload.CheckInPayload.model_validate(d) for d in docs])
     clock("decode() in all", lambda: [checkin_batch.decode("t", b) for b in batches])
     return parts
 

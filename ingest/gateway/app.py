@@ -39,8 +39,9 @@ from ingest.gateway.publisher import Attachment, Publisher
 from ingest.gateway.ratelimit import KeyRateLimiter, RateLimit
 from ingest.gateway.store import KeyStore
 from ingest.producer import CheckInProducer
-from schemas.messages import MAX_ATTACHMENT_BYTES, MessageDecodeError, slugify_monitor_slug, validate_attachment
+from schemas.messages import MAX_ATTACHMENT_BYTES, MessageDecodeError, validate_attachment
 from schemas.settings import Settings
+from schemas.wire_fields import slugify_monitor_slug
 
 log = logging.getLogger("cronpipe.gateway")
 

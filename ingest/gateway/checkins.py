@@ -22,9 +22,9 @@ from typing import Any, Final
 import orjson
 
 from ingest.gateway.errors import bad_request
+from schemas.checkin_payload import PayloadError, check_duration, parse_check_in_payload
 from schemas.json_object import NotAnObject, load_object
 from schemas.limits import LimitError, check_document
-from schemas.messages import PayloadError, check_duration, parse_check_in_payload
 
 #: ``check_in_id=latest`` (and Sentry's nil UUID): the newest in-progress check-in.
 LATEST: Final = uuid.UUID(int=0)

@@ -20,8 +20,9 @@ from consumers.checkins.processing import (
     MonitorState,
     Project,
 )
+from schemas.checkin_payload import PayloadError, parse_check_in_payload
 from schemas.enums import CheckInStatus, MonitorStatus, ProcessingErrorType
-from schemas.messages import CheckInMessage, PayloadError, parse_check_in_payload
+from schemas.messages import CheckInMessage
 from schemas.monitor_config import parse_monitor_config
 
 T0 = datetime(2024, 5, 1, 12, 0, 30, tzinfo=UTC)

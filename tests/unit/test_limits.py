@@ -14,6 +14,7 @@ import orjson
 import pytest
 
 from schemas import crontab
+from schemas.checkin_payload import PayloadError, error_excerpt, parse_check_in_payload
 from schemas.enums import ProcessingErrorType
 from schemas.limits import (
     MAX_CRONTAB_LENGTH,
@@ -21,15 +22,7 @@ from schemas.limits import (
     LimitError,
     check_document,
 )
-from schemas.messages import (
-    CheckInAttachmentMessage,
-    MessageDecodeError,
-    MessageRejected,
-    PayloadError,
-    decode_ingest_message,
-    error_excerpt,
-    parse_check_in_payload,
-)
+from schemas.messages import CheckInAttachmentMessage, MessageDecodeError, MessageRejected, decode_ingest_message
 from schemas.monitor_config import ConfigError, parse_monitor_config
 from schemas.schedule import ScheduleError, parse_crontab
 

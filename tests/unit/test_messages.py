@@ -12,6 +12,7 @@ import orjson
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
+from schemas.checkin_payload import PayloadError, parse_check_in_payload
 from schemas.enums import CheckInStatus, ProcessingErrorType
 from schemas.examples import example_names, load_example
 from schemas.messages import (
@@ -21,15 +22,13 @@ from schemas.messages import (
     ClockPulse,
     IngestMessage,
     MessageDecodeError,
-    PayloadError,
     decode_ingest_message,
     encode_attachment,
     encode_check_in,
     encode_clock_pulse,
     encode_ingest_message,
-    parse_check_in_payload,
-    slugify_monitor_slug,
 )
+from schemas.wire_fields import slugify_monitor_slug
 
 INGEST_EXAMPLES = [
     "check_in",
