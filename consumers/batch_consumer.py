@@ -11,7 +11,7 @@ worker (a faust task running :meth:`BatchConsumer.run` in a dedicated thread, se
 The contract with the handler, which makes a stream exactly once:
 
 * the handler commits each batch's effects and its next offsets in one PostgreSQL
-  transaction (``consumers.database.save_offsets``), and skips messages whose offset is
+  transaction (``schemas.database.save_offsets``), and skips messages whose offset is
   below the stored one (a redelivery);
 * on every partition assignment the consumer seeks to the stored offsets
   (``stored_offsets``), so a restart or a rebalance resumes exactly after the last
@@ -35,8 +35,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Protocol, runtime_checkable
 
-from consumers import database
-from consumers.database import StoreUnavailable, wrap_exceptions
+from schemas import database
+from schemas.database import StoreUnavailable, wrap_exceptions
 
 __all__ = ["BatchConsumer", "BatchHandler", "OverlappingHandler", "Record", "stored_offsets_of"]
 

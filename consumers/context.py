@@ -17,8 +17,8 @@ from typing import Protocol
 from confluent_kafka import Producer
 from psycopg_pool import ConnectionPool
 
+from consumers.checkins.batch_state import ProcessorConfig
 from consumers.checkins.dlq import DlqLimitExceeded, DlqPolicy
-from consumers.checkins.processing import ProcessorConfig
 from consumers.health import WorkerHealth
 from consumers.pools import CappedPool
 from schemas.settings import Settings

@@ -1,11 +1,11 @@
 """One rule for every consumer's failures, and the shielded drain they share.
 
-* **Transient** (:class:`~consumers.database.StoreUnavailable`: connection lost,
+* **Transient** (:class:`~schemas.database.StoreUnavailable`: connection lost,
   serialization failure, deadlock, a partition dropped meanwhile; plus whatever a caller
   names, e.g. a Kafka producer that could not confirm delivery): nothing was committed, so
   the same work is tried again after a capped exponential back-off (:class:`Backoff`),
   each retry logged as a warning.
-* **Permanent** (:class:`~consumers.database.StoreError`: a missing table, a bad schema, a
+* **Permanent** (:class:`~schemas.database.StoreError`: a missing table, a bad schema, a
   bug in the SQL): retrying cannot help. It propagates out of the retry helpers and the
   agent stops the worker loudly with :func:`stop_worker` (CRITICAL line, ``ctx.fatal``,
   ``/livez`` 503, exit 1), the offsets stay where the last commit left them.
@@ -13,7 +13,7 @@
 :func:`retry_async` retries work awaited on the event loop, :func:`retry_blocking` work
 in a thread that owns its loop (a confluent-kafka consumer, the outbox relay; it and
 :class:`Backoff` live in :mod:`schemas.retry`, shared with the notifier). Both run
-the work inside :func:`~consumers.database.wrap_exceptions`, so no caller sees psycopg's
+the work inside :func:`~schemas.database.wrap_exceptions`, so no caller sees psycopg's
 error types.
 
 :func:`finish_even_if_cancelled` is the drain: a stop request (cancellation) waits for
@@ -32,7 +32,7 @@ import threading
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, NoReturn, TypeVar
 
-from consumers.database import StoreUnavailable, wrap_exceptions
+from schemas.database import StoreUnavailable, wrap_exceptions
 from schemas.retry import DEFAULT_BACKOFF, Backoff, Transient, retry_blocking
 
 if TYPE_CHECKING:

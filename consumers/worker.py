@@ -19,7 +19,7 @@ import faust
 
 from consumers import health, logfilter
 from consumers.app import UnknownAgent, create_app, resolve_agents
-from consumers.checkins.processing import ProcessorConfig
+from consumers.checkins.batch_state import ProcessorConfig
 from consumers.context import WorkerContext, build_context, close_context
 from consumers.shutdown import ShutdownGuard
 from schemas.settings import Settings

@@ -11,7 +11,7 @@ that message, which goes to the DLQ: :func:`handle_batch_isolating_poison`.
 
 Redelivery is harmless: an event whose offset is below the stored next offset of its
 partition changes nothing, and the partitions are locked for the transaction
-(``consumers.database.load_offsets``), so two consumers of one partition (the old and the
+(``schemas.database.load_offsets``), so two consumers of one partition (the old and the
 new owner during a rebalance) apply a batch once. The reader seeks to the stored offsets
 on every assignment (``consumers.batch_consumer``), so a restart resumes exactly where
 PostgreSQL says; Kafka's committed offsets are never used.
@@ -29,20 +29,16 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from consumers import database, metrics
+from consumers import metrics
 from consumers.checkins import store
+from consumers.checkins.batch_state import AttachmentItem, CheckInItem, Item, RejectedItem
 from consumers.checkins.dlq import DeadLetter, DlqLimiter, DlqLimitExceeded, project_of_key
-from consumers.checkins.processing import (
-    AttachmentItem,
-    CheckInItem,
-    Item,
-    RejectedItem,
-    process_batch,
-)
+from consumers.checkins.processing import process_batch
 from consumers.checkins.store import BatchKeys
 from consumers.context import BatchCommitted, WorkerContext
-from consumers.database import StoreUnavailable, wrap_exceptions
+from schemas import database
 from schemas.checkin_payload import PayloadError, parse_check_in_payload
+from schemas.database import StoreUnavailable, wrap_exceptions
 from schemas.messages import (
     CheckInAttachmentMessage,
     CheckInMessage,

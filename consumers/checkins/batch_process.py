@@ -26,8 +26,8 @@ import sys
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 
 from consumers.checkins.batch import RawEvent, handle_batch_isolating_poison
+from consumers.checkins.batch_state import ProcessorConfig
 from consumers.checkins.dlq import DlqLimiter, DlqPolicy
-from consumers.checkins.processing import ProcessorConfig
 from consumers.context import BatchCommitted, WorkerContext, build_context
 from consumers.shutdown import exit_with_parent
 from schemas.settings import Settings

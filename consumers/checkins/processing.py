@@ -30,20 +30,16 @@ from datetime import datetime, timedelta, timezone
 from typing import Final
 
 from consumers.checkins.batch_state import (
-    DEFAULT_MAX_ENVIRONMENTS,
-    DEFAULT_RATE_LIMIT,
     AttachmentItem,
     BatchResult,
     BatchState,
     CheckInItem,
     CheckInState,
-    EnvKey,
     EnvState,
     IdPool,
     IncidentOpen,
     IncidentResolve,
     Item,
-    MonitorKey,
     MonitorState,
     ProcessingError,
     ProcessorConfig,
@@ -63,28 +59,7 @@ from schemas.schedule import Schedule, ScheduleError, next_expected
 
 UTC = timezone.utc
 _FINAL_STATUSES: Final = frozenset({CheckInStatus.OK, CheckInStatus.ERROR})
-# The batch's data types live in consumers.checkins.batch_state; they are re-exported here, where
-# callers and tests have always imported them.
 __all__ = [
-    "DEFAULT_MAX_ENVIRONMENTS",
-    "DEFAULT_RATE_LIMIT",
-    "AttachmentItem",
-    "BatchResult",
-    "BatchState",
-    "CheckInItem",
-    "CheckInState",
-    "EnvKey",
-    "EnvState",
-    "IdPool",
-    "IncidentOpen",
-    "IncidentResolve",
-    "Item",
-    "MonitorKey",
-    "MonitorState",
-    "ProcessingError",
-    "ProcessorConfig",
-    "Project",
-    "RejectedItem",
     "advance_environment",
     "apply_check_in",
     "attach",

@@ -41,7 +41,7 @@ from consumers.checkins.batch_process import BatchRunner, Row
 from consumers.checkins.dlq import DlqLimitExceeded
 from consumers.checkins.dlq_server import shared_limiter
 from consumers.context import BatchCommitted, WorkerContext
-from consumers.database import StoreError
+from schemas.database import StoreError
 
 __all__ = ["CheckInBatches", "checkin_consumer", "register"]
 

@@ -4,7 +4,7 @@ Every function runs inside the caller's transaction, the one that also stores th
 consumed offsets, so a batch commits all of its effects or none. Reads are one query per
 table for the whole batch (``= ANY`` / ``unnest`` joins); writes are COPY or one
 set-based statement per table; the statements are in ``consumers.checkins.sql``.
-psycopg's errors become cronpipe errors in ``consumers.database`` (which also stores the
+psycopg's errors become cronpipe errors in ``schemas.database`` (which also stores the
 offsets).
 """
 
@@ -50,12 +50,12 @@ from consumers.checkins.sql import (
     UPSERT_ROLLUPS,
 )
 from consumers.clock import volume_store
-from consumers.database import Conn, StoreError
 from consumers.incidents import outbox
 from consumers.incidents import store as incident_store
 from consumers.incidents.outbox import OutboxEvent
 from consumers.incidents.rules import INITIAL_STATE
 from consumers.rollups import delta_columns
+from schemas.database import Conn, StoreError
 from schemas.enums import CheckInStatus, MonitorStatus
 from schemas.monitor_config import ConfigError, MonitorConfig, config_from_json
 

@@ -18,13 +18,14 @@ from typing import Any
 
 import psycopg
 
-from consumers import database, rollups
+from consumers import rollups
 from consumers.clock import metrics as clock_metrics
 from consumers.clock import store as clock_store
 from consumers.clock import volume_store
 from consumers.clock.decisions import Deadlines, DueMissed, Task, TaskWrites, Unschedulable, decide, plan_writes
 from consumers.incidents import outbox
 from consumers.incidents import store as incident_store
+from schemas import database
 from schemas.clock import MarkTimeout, decode_clock_task
 from schemas.enums import CheckInStatus
 from schemas.messages import MessageDecodeError

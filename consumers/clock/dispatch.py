@@ -22,10 +22,10 @@ from typing import Any, Final, Protocol
 
 import psycopg
 
-from consumers import database
 from consumers.clock import store as clock_store
 from consumers.clock import volume_store
 from consumers.clock.volume import Decision
+from schemas import database
 from schemas.clock import MarkMissing, MarkTimeout, encode_clock_task, task_key
 
 __all__ = ["DispatchResult", "Guard", "KafkaTaskSink", "TaskSendError", "TaskSink", "dispatch_tick", "plan_tasks"]

@@ -32,8 +32,8 @@ from consumers.clock import metrics as clock_metrics
 from consumers.clock.apply import apply_task_batch, decode_task_message
 from consumers.clock.dispatch import Guard, KafkaTaskSink, TaskSendError, dispatch_tick
 from consumers.context import NO_JIT, WorkerContext
-from consumers.database import StoreError
 from schemas.clock import decode_clock_tick
+from schemas.database import StoreError
 from schemas.messages import MessageDecodeError
 
 __all__ = ["TaskApplier", "register", "task_consumer"]

@@ -1,7 +1,7 @@
 """PostgreSQL for the clock, its dispatch and its tasks: named queries, set-based writes.
 
 Partition positions are written by the processor (``consumers.checkins.store.advance_partition_clocks``),
-consumer offsets with ``consumers.database.load_offsets`` / ``save_offsets`` and rollup
+consumer offsets with ``schemas.database.load_offsets`` / ``save_offsets`` and rollup
 counts with ``consumers.rollups.add_rollups``, all three shared with it.
 
 Every function runs in the caller's connection; the callers own the transactions. Rows

@@ -45,8 +45,8 @@ from consumers import retry
 from consumers.clock import metrics as clock_metrics
 from consumers.clock import store as clock_store
 from consumers.context import KafkaSender, WorkerContext
-from consumers.database import StoreError
 from schemas.clock import encode_clock_tick
+from schemas.database import StoreError
 from schemas.messages import encode_clock_pulse
 from schemas.minutes import floor_minute
 

@@ -25,7 +25,7 @@ from confluent_kafka import KafkaError, Message, Producer
 
 from consumers import retry
 from consumers.context import WorkerContext
-from consumers.database import StoreError
+from schemas.database import StoreError
 from schemas.incident_events import IncidentEventError, complete_event
 
 __all__ = ["OutboxRelay", "RelayError", "register"]

@@ -40,18 +40,17 @@ import msgpack
 import psycopg
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-from consumers import database
 from consumers.checkins import batch as checkin_batch
 from consumers.checkins import store
+from consumers.checkins.batch_state import ProcessorConfig
 from consumers.checkins.dlq import DlqLimiter
-from consumers.checkins.processing import ProcessorConfig
 from consumers.clock import volume_store
 from consumers.context import WorkerContext, build_context, close_context
 from consumers.incidents import outbox
 from consumers.incidents import store as incident_store
 from cronpipe.bench import pipeline
 from cronpipe.bench.ceilings import raw_event
-from schemas import checkin_payload, messages
+from schemas import checkin_payload, database, messages
 from schemas.argtypes import positive_int, ratio
 from schemas.json_object import load_object
 from schemas.settings import Settings

@@ -46,8 +46,8 @@ from faust.app import BootStrategy
 
 from consumers.app import create_app
 from consumers.checkins.batch import RawEvent, handle_batch
+from consumers.checkins.batch_state import ProcessorConfig
 from consumers.checkins.dlq import DlqLimiter
-from consumers.checkins.processing import ProcessorConfig
 from consumers.context import WorkerContext, build_context, close_context
 from cronpipe.bench import pipeline
 from schemas.argtypes import positive_float, positive_int, ratio

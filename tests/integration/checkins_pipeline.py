@@ -15,7 +15,7 @@ import msgpack
 import psycopg
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from consumers.checkins.processing import ProcessorConfig
+from consumers.checkins.batch_state import ProcessorConfig
 from consumers.context import WorkerContext, build_context, close_context
 from consumers.worker import running_app
 from cronpipe.admin import create_org, create_project

@@ -16,6 +16,7 @@ from prometheus_client import REGISTRY
 
 from consumers.checkins import processing
 from consumers.checkins.batch import RawEvent, handle_batch_isolating_poison
+from consumers.checkins.batch_state import CheckInItem
 from consumers.checkins.dlq import DlqLimiter, DlqPolicy
 from cronpipe.probes import high_watermarks
 from schemas.enums import CheckInStatus
@@ -69,7 +70,7 @@ def break_processing_for(slug: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """A bug in the domain code that only one monitor's check-ins trigger."""
     real_apply = processing.apply_check_in
 
-    def apply_or_crash(item: processing.CheckInItem, payload: Any, *args: Any) -> None:
+    def apply_or_crash(item: CheckInItem, payload: Any, *args: Any) -> None:
         if payload.monitor_slug == slug:
             raise RuntimeError(f"bug triggered by {slug}")
         real_apply(item, payload, *args)

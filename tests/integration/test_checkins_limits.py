@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 
-from consumers.checkins.processing import ProcessorConfig
+from consumers.checkins.batch_state import ProcessorConfig
 from schemas.enums import ProcessingErrorType
 from schemas.topics import Topics
 from tests.integration.checkins_pipeline import CRONTAB, T0, Pipeline

@@ -14,8 +14,8 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
-from consumers.database import StoreError, StoreUnavailable
 from schemas.clock import encode_mark_missing
+from schemas.database import StoreError, StoreUnavailable
 from schemas.enums import CheckInStatus, ProcessingErrorType
 from tests.integration.clock_helpers import ClockRig, checkins_of, crontab_config, seed_monitor
 

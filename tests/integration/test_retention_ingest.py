@@ -11,7 +11,7 @@ from datetime import datetime, timedelta, timezone
 import psycopg
 import pytest
 
-from consumers.checkins.processing import ProcessorConfig
+from consumers.checkins.batch_state import ProcessorConfig
 from consumers.maintenance.plan import RetentionConfig, expired
 from consumers.maintenance.run import maintain
 from schemas.messages import encode_check_in

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 import orjson
 
-from consumers.checkins.processing import (
+from consumers.checkins.batch_state import (
     BatchResult,
     BatchState,
     CheckInItem,

@@ -8,16 +8,9 @@ from typing import Any
 
 import pytest
 
+from consumers.checkins.batch_state import CheckInState, EnvState, ProcessorConfig, RejectedItem
 from consumers.checkins.dlq import DeadLetter, DlqLimiter, DlqLimitExceeded, DlqPolicy
-from consumers.checkins.processing import (
-    CheckInState,
-    EnvState,
-    ProcessorConfig,
-    RejectedItem,
-    process_batch,
-    rollup_deltas,
-    take_rate_slot,
-)
+from consumers.checkins.processing import process_batch, rollup_deltas, take_rate_slot
 from consumers.rollups import RollupDelta, bucket_start
 from schemas.enums import CheckInStatus, MonitorStatus, ProcessingErrorType
 from schemas.messages import MessageRejected

@@ -7,14 +7,8 @@ from __future__ import annotations
 import uuid
 from datetime import timedelta
 
-from consumers.checkins.processing import (
-    AttachmentItem,
-    BatchState,
-    CheckInState,
-    MonitorState,
-    ProcessorConfig,
-    process_batch,
-)
+from consumers.checkins.batch_state import AttachmentItem, BatchState, CheckInState, MonitorState, ProcessorConfig
+from consumers.checkins.processing import process_batch
 from schemas.enums import CheckInStatus, MonitorStatus, ProcessingErrorType
 from schemas.messages import CheckInAttachmentMessage
 from schemas.monitor_config import parse_monitor_config

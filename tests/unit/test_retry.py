@@ -13,7 +13,7 @@ import psycopg.errors
 import pytest
 
 from consumers import retry
-from consumers.database import StoreError, StoreUnavailable
+from schemas.database import StoreError, StoreUnavailable
 
 NO_WAIT = retry.Backoff(first_s=0.0, cap_s=0.0)
 

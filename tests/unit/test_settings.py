@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from consumers.checkins.processing import ProcessorConfig
+from consumers.checkins.batch_state import ProcessorConfig
 from consumers.worker import processor_config
 from cronpipe.cli import build_parser, main
 from ingest.gateway.config import GatewayConfig
