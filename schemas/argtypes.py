@@ -37,3 +37,6 @@ non_negative_float = _number(float, "a number", 0, True)
 ratio = _number(float, "a number", 0, True, 1)
 percent = _number(float, "a number", 0, True, 100)
 port: Callable[[str], int] = _number(int, "an integer", 0, True, 65535)  # type: ignore[assignment]
+#: Messages per consumer batch: librdkafka's consume() refuses more than 1,000,000, and a
+#: batch is held in memory whole (twice: the reader's rows and the batch process's copy).
+batch_size: Callable[[str], int] = _number(int, "an integer", 0, False, 100_000)  # type: ignore[assignment]

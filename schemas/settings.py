@@ -18,7 +18,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from schemas.argtypes import non_negative_float, non_negative_int, percent, port, positive_float, positive_int
+from schemas.argtypes import (
+    batch_size,
+    non_negative_float,
+    non_negative_int,
+    percent,
+    port,
+    positive_float,
+    positive_int,
+)
 
 #: Where local state (Kafka jars and data, the private PostgreSQL cluster) lives
 #: when no external service is configured.
@@ -128,8 +136,8 @@ VARIABLES: Final[tuple[Variable, ...]] = (
     Variable("CHECKIN_READERS", "2", "check-in readers: batch consumers of ingest-monitors splitting its "
              "partitions, each with its own batch process (2 measured best on 2 cores)", _WORKER, positive_int),
     Variable("CHECKIN_BATCH_SIZE", "5000", "most messages a check-in reader hands over as one batch (one "
-             "transaction); waits at most 0.2 s to fill it (5,000 measured ≈ 1.3-1.6x 2,000 on 2 cores)",
-             _WORKER, positive_int),
+             "transaction); waits at most 0.2 s to fill it (5,000 measured ≈ 1.3-1.6x 2,000 on 2 cores); at most 100,000",
+             _WORKER, batch_size),
     Variable("MAX_ENVIRONMENTS_PER_MONITOR", "1000", "environments per monitor (Sentry's); over it is a "
              "processing error; 0 = no cap", _WORKER, non_negative_int),
     Variable("DLQ_LIMIT", "1000", "counted dead letters within CRONPIPE_DLQ_WINDOW that stop the worker "

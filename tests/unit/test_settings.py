@@ -106,6 +106,8 @@ def test_the_defaults_are_the_components_own(clean_environment: pytest.MonkeyPat
     ("DLQ_WINDOW", "nan", "CRONPIPE_DLQ_WINDOW='nan': must be a finite number, not nan"),
     ("GATEWAY_DELIVERY_TIMEOUT", "soon", "CRONPIPE_GATEWAY_DELIVERY_TIMEOUT='soon': must be a number, not 'soon'"),
     ("VOLUME_INCIDENT_PCT", "130", "CRONPIPE_VOLUME_INCIDENT_PCT='130': must be <= 100, not 130"),
+    ("CHECKIN_BATCH_SIZE", "2000000", "CRONPIPE_CHECKIN_BATCH_SIZE='2000000': must be <= 100000, not 2000000"),
+    ("CHECKIN_BATCH_SIZE", "0", "CRONPIPE_CHECKIN_BATCH_SIZE='0': must be > 0, not 0"),
     ("BATCH_PROCESS", "maybe",
      "CRONPIPE_BATCH_PROCESS='maybe': must be 1 or 0 (or true/false, yes/no, on/off), not 'maybe'"),
 ])
